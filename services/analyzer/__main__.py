@@ -1,0 +1,3 @@
+from services.analyzer.worker import main
+
+main()

@@ -1,0 +1,199 @@
+"""The analyzer's activities: ingest, one gated analysis per chunk, aggregation and insights."""
+
+from __future__ import annotations
+
+import asyncio
+
+import polars as pl
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from services.analyzer import agents
+from services.analyzer.ingest import BadInputError, ingest
+from shared import steps
+from shared.artifacts import ArtifactStore
+from shared.contracts import (
+    AggregateRequest,
+    ArtifactRef,
+    ChunkTask,
+    ContactChunkOutput,
+    ContactEnrichment,
+    CountItem,
+    EnrichmentSummary,
+    FactCitation,
+    Facts,
+    IngestRequest,
+    IngestResult,
+    InsightsContext,
+    InsightsOutput,
+    InsightsTask,
+    OpportunityChunkOutput,
+    OpportunityRisk,
+    RiskyDeal,
+    StepOutput,
+    TokenUsage,
+)
+from shared.datasets import read_contacts, read_opportunities
+from shared.llm import LlmCall, ModelEndpoint, ask_structured
+from shared.settings import Settings
+
+
+def citable_figures(facts: Facts, summary: EnrichmentSummary) -> list[FactCitation]:
+    """The figures an insight may cite, each computed here in code, never by the model."""
+    seniority = {item.key: item.count for item in summary.seniority}
+    risk = {item.key: item.count for item in summary.risk_levels}
+    c, o = facts.contacts, facts.opportunities
+    values: dict[str, float] = {
+        "total_contacts": c.total_contacts,
+        "unique_companies": c.unique_companies,
+        "top_company_contacts": c.top_company_contacts,
+        "unique_titles": c.unique_titles,
+        "missing_titles": c.missing_titles,
+        "duplicate_names": c.duplicate_names,
+        "total_opportunities": o.total_opportunities,
+        "pipeline_value": o.pipeline_value,
+        "won_value": o.won_value,
+        "lost_value": o.lost_value,
+        "win_rate_by_value_pct": o.win_rate_by_value_pct,
+        "average_deal_value": o.average_deal_value,
+        "orphan_opportunities": o.orphan_opportunities,
+        "decision_makers": summary.decision_makers,
+        "executive_contacts": seniority.get("executive", 0),
+        "high_risk_opportunities": risk.get("high", 0),
+        "high_risk_value": summary.high_risk_value,
+    }
+    return [FactCitation(fact=name, value=float(value)) for name, value in values.items()]
+
+
+def _counts(frame: pl.DataFrame, column: str) -> list[CountItem]:
+    if frame.is_empty():
+        return []
+    grouped = frame.group_by(column).len().sort(["len", column], descending=[True, False])
+    return [CountItem(key=str(row[column]), count=row["len"]) for row in grouped.to_dicts()]
+
+
+class AnalyzerActivities:
+    """Activities bound to one store, one settings object and one model endpoint per worker process."""
+
+    def __init__(self, store: ArtifactStore, settings: Settings, endpoint: ModelEndpoint) -> None:
+        self.store = store
+        self.settings = settings
+        self.endpoint = endpoint
+
+    @activity.defn(name=steps.INGEST)
+    def ingest_exports(self, request: IngestRequest) -> IngestResult:
+        """Parse and chunk both exports (sync: it is CPU and file work, run on the worker's thread pool)."""
+        try:
+            return ingest(self.store, request, lambda rows: activity.heartbeat(rows))
+        except BadInputError as error:
+            raise ApplicationError(str(error), type="BadInput", non_retryable=True) from None
+
+    @activity.defn(name=steps.ENRICH_CONTACTS)
+    async def enrich_contact_chunk(self, task: ChunkTask) -> StepOutput:
+        records = await asyncio.to_thread(read_contacts, self.store, task.chunk)
+        answer = await ask_structured(
+            self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "contact-enricher"),
+            instructions=agents.CONTACT_INSTRUCTIONS,
+            prompt=agents.contact_prompt(records, task.feedback),
+            request_schema=agents.contact_request_schema([r.id for r in records]),
+            answer_type=agents.ContactLabels,
+            max_tokens=64 * len(records) + 64,
+        )
+        labels, error = answer.value, answer.schema_error
+        flags = {r.id: r.quality_flags for r in records}
+        output = ContactChunkOutput(enrichments=[
+            ContactEnrichment(**label.model_dump(), quality_flags=flags.get(label.id, []))
+            for label in (labels.contacts if labels else [])
+        ])
+        return self._save(task.run_id, task.step, task.attempt, output, len(output.enrichments), error,
+                          answer.usage)
+
+    @activity.defn(name=steps.ASSESS_OPPORTUNITIES)
+    async def assess_opportunity_chunk(self, task: ChunkTask) -> StepOutput:
+        records = await asyncio.to_thread(read_opportunities, self.store, task.chunk)
+        answer = await ask_structured(
+            self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "opportunity-risk"),
+            instructions=agents.OPPORTUNITY_INSTRUCTIONS,
+            prompt=agents.opportunity_prompt(records, task.feedback),
+            request_schema=agents.opportunity_request_schema([r.id for r in records]),
+            answer_type=agents.OpportunityLabels,
+            max_tokens=72 * len(records) + 64,
+        )
+        labels, error = answer.value, answer.schema_error
+        flags = {r.id: r.quality_flags for r in records}
+        output = OpportunityChunkOutput(risks=[
+            OpportunityRisk(**label.model_dump(), quality_flags=flags.get(label.id, []))
+            for label in (labels.opportunities if labels else [])
+        ])
+        return self._save(task.run_id, task.step, task.attempt, output, len(output.risks), error, answer.usage)
+
+    @activity.defn(name=steps.AGGREGATE)
+    def aggregate_enrichments(self, request: AggregateRequest) -> ArtifactRef:
+        """Sum the validated chunk outputs and write the insights agent's context; returns its reference."""
+        contacts = [
+            e for ref in request.contact_outputs
+            for e in self.store.read_model(ref, ContactChunkOutput).enrichments
+        ]
+        risks = [r for ref in request.opportunity_outputs for r in self.store.read_model(ref, OpportunityChunkOutput).risks]
+        enriched = pl.DataFrame(
+            [e.model_dump() for e in contacts],
+            schema={"id": pl.String, "seniority": pl.String, "department": pl.String, "decision_maker": pl.Boolean,
+                    "rationale": pl.String, "quality_flags": pl.List(pl.String)},
+        )
+        assessed = pl.DataFrame(
+            [{"id": r.id, "risk": r.risk, "reason": r.reason} for r in risks],
+            schema={"id": pl.String, "risk": pl.String, "reason": pl.String},
+        )
+        deals = pl.scan_parquet([self.store.path(ref) for ref in request.opportunities.chunks]).select(
+            "id", "name", "amount", "stage"
+        ).collect()
+        high = assessed.filter(pl.col("risk") == "high").join(deals, on="id").sort("amount", descending=True)
+        summary = EnrichmentSummary(
+            enriched_contacts=enriched.height,
+            seniority=_counts(enriched, "seniority"),
+            departments=_counts(enriched, "department"),
+            decision_makers=int(enriched.get_column("decision_maker").sum()),
+            contacts_with_quality_flags=enriched.filter(pl.col("quality_flags").list.len() > 0).height,
+            assessed_opportunities=assessed.height,
+            risk_levels=_counts(assessed, "risk"),
+            high_risk_value=round(float(high.get_column("amount").sum()), 2),
+            riskiest_deals=[RiskyDeal(**row) for row in high.head(10).select(
+                "id", "name", "amount", "stage", "reason").to_dicts()],
+        )
+        companies = pl.scan_parquet([self.store.path(ref) for ref in request.contacts.chunks]).select(
+            "company").unique().collect().get_column("company").sort().to_list()
+        companies_ref = self.store.write_bytes(
+            f"runs/{request.run_id}/companies.txt", "\n".join(c for c in companies if c).encode()
+        )
+        context = InsightsContext(
+            facts=request.facts, summary=summary, figures=citable_figures(request.facts, summary),
+            companies=companies_ref,
+        )
+        return self.store.write_model(f"runs/{request.run_id}/insights-context.json", context)
+
+    @activity.defn(name=steps.WRITE_INSIGHTS)
+    async def write_insights(self, task: InsightsTask) -> StepOutput:
+        context = self.store.read_model(task.context, InsightsContext)
+        answer = await ask_structured(
+            self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "insights"),
+            instructions=agents.INSIGHTS_INSTRUCTIONS,
+            prompt=agents.insights_prompt(context, task.feedback),
+            request_schema=agents.insights_request_schema([f.fact for f in context.figures]),
+            answer_type=agents.InsightAnswers,
+            max_tokens=900,
+        )
+        parsed, error = answer.value, answer.schema_error
+        output = (
+            InsightsOutput.model_construct(insights=[]) if parsed is None
+            else InsightsOutput.model_validate(parsed.model_dump())
+        )
+        return self._save(task.run_id, task.step, task.attempt, output, len(output.insights), error, answer.usage)
+
+    def _save(
+        self, run_id: str, step: str, attempt: int,
+        output: ContactChunkOutput | OpportunityChunkOutput | InsightsOutput,
+        records: int, schema_error: str | None, usage: TokenUsage,
+    ) -> StepOutput:
+        ref = self.store.write_model(steps.output_key(run_id, step, attempt), output)
+        return StepOutput(step=step, attempt=attempt, output=ref, records=records, schema_error=schema_error,
+                          usage=usage)

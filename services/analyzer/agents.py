@@ -1,0 +1,179 @@
+"""The analyzer's agents: prompts and per-chunk answer schemas.
+
+The schema sent to the model is built per chunk: the id field is an enum of the chunk's ids and the list has
+exactly one item per record, so a grammar-constrained model cannot skip or invent an id. The answer is read
+back with a lenient schema, so that whatever a provider without grammar support returns reaches the gate,
+which names the problem for the retry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from shared.contracts import (
+    ContactRecord,
+    Department,
+    FactCitation,
+    FailedCheck,
+    InsightsContext,
+    OpportunityRecord,
+    RiskLevel,
+    Seniority,
+)
+
+RATIONALE_CHARS = 80
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ContactLabel(_Answer):
+    id: str
+    seniority: Seniority
+    department: Department
+    decision_maker: bool
+    rationale: Annotated[str, Field(min_length=1, max_length=120)]
+
+
+class ContactLabels(_Answer):
+    contacts: list[ContactLabel]
+
+
+class OpportunityLabel(_Answer):
+    id: str
+    risk: RiskLevel
+    reason: Annotated[str, Field(min_length=1, max_length=160)]
+    next_action: Annotated[str, Field(max_length=120)]
+
+
+class OpportunityLabels(_Answer):
+    opportunities: list[OpportunityLabel]
+
+
+class InsightAnswer(_Answer):
+    title: Annotated[str, Field(min_length=1, max_length=120)]
+    detail: Annotated[str, Field(min_length=1, max_length=400)]
+    citations: list[FactCitation] = Field(min_length=1, max_length=4)
+    companies: list[str] = Field(default_factory=list, max_length=4)
+
+
+class InsightAnswers(_Answer):
+    insights: list[InsightAnswer] = Field(min_length=3, max_length=7)
+
+
+def _enum(values: Sequence[str]) -> Any:
+    return Literal[tuple(values)]
+
+
+def _text(max_length: int, min_length: int = 1) -> Any:
+    return Annotated[str, Field(min_length=min_length, max_length=max_length)]
+
+
+def contact_request_schema(ids: Sequence[str]) -> type[BaseModel]:
+    """The grammar the model must follow for one chunk of contacts."""
+    label = create_model(
+        "ContactLabel",
+        id=(_enum(ids), ...),
+        seniority=(Seniority, ...),
+        department=(Department, ...),
+        decision_maker=(bool, ...),
+        rationale=(_text(RATIONALE_CHARS), ...),
+    )
+    return create_model(
+        "ContactLabels",
+        contacts=(Annotated[list[label], Field(min_length=len(ids), max_length=len(ids))], ...),  # type: ignore[valid-type]
+    )
+
+
+def opportunity_request_schema(ids: Sequence[str]) -> type[BaseModel]:
+    label = create_model(
+        "OpportunityLabel",
+        id=(_enum(ids), ...),
+        risk=(RiskLevel, ...),
+        reason=(_text(RATIONALE_CHARS), ...),
+        next_action=(_text(60, 0), ...),
+    )
+    return create_model(
+        "OpportunityLabels",
+        opportunities=(Annotated[list[label], Field(min_length=len(ids), max_length=len(ids))], ...),  # type: ignore[valid-type]
+    )
+
+
+def insights_request_schema(fact_names: Sequence[str]) -> type[BaseModel]:
+    citation = create_model("FactCitation", fact=(_enum(fact_names), ...), value=(float, ...))
+    insight = create_model(
+        "Insight",
+        title=(_text(80), ...),
+        detail=(_text(240), ...),
+        citations=(Annotated[list[citation], Field(min_length=1, max_length=3)], ...),  # type: ignore[valid-type]
+        companies=(Annotated[list[_text(60)], Field(max_length=3)], ...),
+    )
+    return create_model(
+        "InsightAnswers",
+        insights=(Annotated[list[insight], Field(min_length=3, max_length=5)], ...),  # type: ignore[valid-type]
+    )
+
+
+def _compact(row: dict[str, Any]) -> str:
+    return json.dumps(row, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def feedback_section(feedback: Sequence[FailedCheck]) -> str:
+    """The validator's reasons, put where the retried step's model reads them."""
+    if not feedback:
+        return ""
+    lines = [f"- {item.reason}" for item in feedback]
+    return (
+        "\n\nYOUR PREVIOUS ANSWER WAS REJECTED by the validation gate. Fix every problem below and answer again:\n"
+        + "\n".join(lines)
+    )
+
+
+CONTACT_INSTRUCTIONS = """You label CRM contacts by their job title.
+For every contact give:
+- seniority: executive (CEO, CTO, CFO, COO, Chief ..., Founder, President, Owner), senior (VP, Head, Director),
+  mid (Manager, Lead, Senior engineer), junior (Intern, Assistant, Junior, Trainee, Associate), unknown (blank title)
+- department: the function the title belongs to (executive for C-level and founders)
+- decision_maker: true only for executive and senior contacts
+- rationale: a few words quoting the title
+Answer every id exactly once, only the ids given. Reply with JSON only."""
+
+OPPORTUNITY_INSTRUCTIONS = """You assess the risk of CRM opportunities.
+For every opportunity give:
+- risk: low, medium or high. Closed Won is low. Early stages (Prospecting, Qualification) with large amounts are
+  higher risk; Negotiation is medium.
+- reason: a few words naming the stage or amount
+- next_action: a short next step. Closed Lost deals get "none" or a post-mortem, never an action to close them.
+Answer every id exactly once, only the ids given. Reply with JSON only."""
+
+INSIGHTS_INSTRUCTIONS = """You write findings for a CRM report from computed figures.
+Write 3 to 5 insights. Each has a short title, a one or two sentence detail, and cites 1 to 3 figures:
+each citation names a figure from FIGURES and copies its value exactly. Name only companies listed in the facts.
+Reply with JSON only."""
+
+
+def contact_prompt(records: Sequence[ContactRecord], feedback: Sequence[FailedCheck]) -> str:
+    lines = "\n".join(_compact({"id": r.id, "title": r.title}) for r in records)
+    return f"CONTACTS ({len(records)}):\n{lines}{feedback_section(feedback)}"
+
+
+def opportunity_prompt(records: Sequence[OpportunityRecord], feedback: Sequence[FailedCheck]) -> str:
+    lines = "\n".join(
+        _compact({"id": r.id, "name": r.name, "stage": r.stage, "amount": r.amount, "close": r.close_date})
+        for r in records
+    )
+    return f"OPPORTUNITIES ({len(records)}):\n{lines}{feedback_section(feedback)}"
+
+
+def insights_prompt(context: InsightsContext, feedback: Sequence[FailedCheck]) -> str:
+    figures = _compact({item.fact: item.value for item in context.figures})
+    companies = ", ".join(item.key for item in context.facts.contacts.company_distribution[:10])
+    stages = ", ".join(f"{s.stage}: {s.count}" for s in context.facts.opportunities.stage_breakdown[:8])
+    return (
+        f"FIGURES: {figures}\nTOP COMPANIES: {companies}\nSTAGES: {stages}{feedback_section(feedback)}"
+    )

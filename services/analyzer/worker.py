@@ -1,0 +1,34 @@
+"""The analyzer worker: serves ingest, the analysis agents and aggregation on the analyzer task queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.analyzer.activities import AnalyzerActivities
+from shared.artifacts import ArtifactStore
+from shared.llm import resolve_endpoint
+from shared.settings import get_settings
+from shared.temporal import configure_logging, serve
+
+
+def main() -> None:
+    configure_logging("analyzer")
+    settings = get_settings()
+    activities = AnalyzerActivities(ArtifactStore(settings.artifact_root), settings, resolve_endpoint(settings))
+    asyncio.run(
+        serve(
+            settings,
+            task_queue=settings.analyzer_queue,
+            activities=[
+                activities.ingest_exports,
+                activities.enrich_contact_chunk,
+                activities.assess_opportunity_chunk,
+                activities.aggregate_enrichments,
+                activities.write_insights,
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

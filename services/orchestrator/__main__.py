@@ -1,0 +1,3 @@
+from services.orchestrator.worker import main
+
+main()

@@ -1,0 +1,227 @@
+"""``tollgate``: start a run, follow it, fetch its report.
+
+Entry points flush and leave with ``os._exit``: a short-lived process holding a temporalio client can crash at
+interpreter exit (temporalio/sdk-python#300), which would turn a good run's exit status into a bad one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import NoReturn
+
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from shared import steps
+from shared.contracts import Report, RunOptions, RunProgress, RunRequest, RunResult, StepPolicy
+from shared.settings import Settings, get_settings
+from shared.temporal import connect
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_RUNNING = 3
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr, with an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def run_options(settings: Settings) -> RunOptions:
+    """The per-run configuration, taken from the settings when the run starts."""
+    analysis = timedelta(seconds=settings.analysis_timeout_seconds)
+    validation = timedelta(seconds=settings.validation_timeout_seconds)
+    ingest = timedelta(seconds=settings.ingest_timeout_seconds)
+    return RunOptions(
+        analyzer_queue=settings.analyzer_queue,
+        validator_queue=settings.validator_queue,
+        orchestrator_queue=settings.orchestrator_queue,
+        contact_chunk_size=settings.contact_chunk_size,
+        opportunity_chunk_size=settings.opportunity_chunk_size,
+        chunks_per_batch=settings.chunks_per_batch,
+        max_parallel_chunks=settings.max_parallel_chunks,
+        gate_attempts=settings.gate_attempts,
+        ingest=StepPolicy(start_to_close=ingest, schedule_to_close=ingest * 2, heartbeat=timedelta(seconds=60),
+                          max_attempts=3),
+        analysis=StepPolicy(start_to_close=analysis, schedule_to_close=analysis * 5, max_attempts=5),
+        validation=StepPolicy(start_to_close=validation, schedule_to_close=validation * 5, max_attempts=5),
+    )
+
+
+def ui_link(settings: Settings, run_id: str) -> str:
+    return f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{run_id}"
+
+
+def failure_reason(error: BaseException) -> str:
+    """The innermost message of a Temporal failure chain: the one that says what went wrong."""
+    message = str(error)
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, FailureError) and cause.message:
+            message = cause.message
+        cause = cause.__cause__ or getattr(cause, "cause", None)
+    return message
+
+
+def summary_lines(report: Report, result: RunResult, settings: Settings) -> list[str]:
+    c, o, s, g = report.facts.contacts, report.facts.opportunities, report.summary, report.gates
+    layers = ", ".join(f"{x.layer} {x.rejections}" for x in g.rejections_by_layer)
+    lines = [
+        f"contacts {c.total_contacts} at {c.unique_companies} companies (top: {c.top_company}, "
+        f"{c.top_company_contacts}); opportunities {o.total_opportunities}, pipeline {o.pipeline_value:,.0f}, "
+        f"won {o.won_value:,.0f} ({o.win_rate_by_value_pct}% by value), unknown contact {o.orphan_opportunities}",
+        f"enriched {s.enriched_contacts} contacts ({s.decision_makers} decision makers), assessed "
+        f"{s.assessed_opportunities} opportunities ({', '.join(f'{x.key} {x.count}' for x in s.risk_levels)})",
+        f"gates: {g.gated_steps} steps, {g.attempts} attempts, rejections by layer: {layers}, "
+        f"{g.steps_fixed_by_retry} fixed by a retry",
+        f"LLM: {report.usage.calls} calls, {report.usage.input_tokens} tokens in, {report.usage.output_tokens} out",
+        "insights:",
+        *[f"  {n}. {i.title}" for n, i in enumerate(report.insights, 1)],
+        f"report: {settings.artifact_root / result.report_markdown.key}",
+    ]
+    return lines
+
+
+def _emit(lines: Sequence[str]) -> None:
+    print("\n".join(lines), flush=True)
+
+
+async def _await_result(handle: WorkflowHandle[object, RunResult], settings: Settings, as_json: bool) -> None:
+    try:
+        result = await handle.result()
+    except WorkflowFailureError as error:
+        raise CliError(f"run {handle.id} failed: {failure_reason(error)}") from None
+    if as_json:
+        print(result.report.model_dump_json(indent=2), flush=True)
+    else:
+        _emit(summary_lines(result.report, result, settings))
+
+
+async def start_run(client: Client, settings: Settings, contacts: Path, opportunities: Path,
+                    run_id: str) -> WorkflowHandle[object, RunResult]:
+    for path in (contacts, opportunities):
+        if not path.is_file():
+            raise CliError(f"{path}: file not found", EXIT_USAGE)
+    request = RunRequest(run_id=run_id, contacts_path=str(contacts.resolve()),
+                         opportunities_path=str(opportunities.resolve()), options=run_options(settings))
+    try:
+        return await client.start_workflow(
+            steps.WORKFLOW, request, id=run_id, task_queue=settings.orchestrator_queue, result_type=RunResult,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+    except WorkflowAlreadyStartedError:
+        raise CliError(
+            f"run {run_id} already exists; follow it with `tollgate status {run_id}` or fetch its report with "
+            f"`tollgate result {run_id}`, or start a new run under another --run-id",
+            EXIT_USAGE,
+        ) from None
+
+
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
+    client = await connect(settings)
+    run_id = args.run_id or f"crm-{uuid.uuid4().hex[:12]}"
+    handle = await start_run(client, settings, Path(args.contacts), Path(args.opportunities), run_id)
+    out = sys.stderr if args.json else sys.stdout
+    print(f"run {run_id} started\nTemporal UI: {ui_link(settings, run_id)}", file=out, flush=True)
+    if args.wait:
+        await _await_result(handle, settings, args.json)
+
+
+async def _describe(client: Client, run_id: str) -> tuple[WorkflowHandle[object, RunResult], str]:
+    handle: WorkflowHandle[object, RunResult] = client.get_workflow_handle(run_id, result_type=RunResult)
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise CliError(f"no run {run_id}; `tollgate run` starts one", EXIT_USAGE) from None
+        raise
+    status = description.status
+    name = WorkflowExecutionStatus.Name(status.value) if status else "UNKNOWN"
+    return handle, name.removeprefix("WORKFLOW_EXECUTION_STATUS_").lower()
+
+
+async def cmd_status(args: argparse.Namespace, settings: Settings) -> None:
+    client = await connect(settings)
+    handle, status = await _describe(client, args.run_id)
+    lines = [f"run {args.run_id}: {status}", f"Temporal UI: {ui_link(settings, args.run_id)}"]
+    if status == "running":
+        progress = await handle.query("progress", result_type=RunProgress)
+        lines.append(f"stage {progress.stage}; chunks {progress.chunks_done}/{progress.chunks_total}; "
+                     f"rejections so far {progress.rejections}")
+    _emit(lines)
+    if status == "failed":
+        try:
+            await handle.result()
+        except WorkflowFailureError as error:
+            raise CliError(f"run {args.run_id} failed: {failure_reason(error)}") from None
+
+
+async def cmd_result(args: argparse.Namespace, settings: Settings) -> None:
+    client = await connect(settings)
+    handle, status = await _describe(client, args.run_id)
+    if status == "running" and not args.wait:
+        raise CliError(f"run {args.run_id} is still running; add --wait to wait for it", EXIT_RUNNING)
+    await _await_result(handle, settings, args.json)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="tollgate", description="Durable CRM analysis with validation gates.")
+    sub = root.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start a run over a contacts and an opportunities CSV export")
+    run.add_argument("contacts")
+    run.add_argument("opportunities")
+    run.add_argument("--wait", action="store_true", help="wait for the report and print its summary")
+    run.add_argument("--json", action="store_true", help="with --wait: print the whole report as JSON on stdout")
+    run.add_argument("--run-id", help="the run's id (default: a new one)")
+    status = sub.add_parser("status", help="show a run's state and progress")
+    status.add_argument("run_id")
+    result = sub.add_parser("result", help="print a finished run's report")
+    result.add_argument("run_id")
+    result.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    result.add_argument("--wait", action="store_true", help="wait if the run is still going")
+    return root
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status, "result": cmd_result}
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = parser().parse_args(argv)
+    if args.command == "run" and args.json and not args.wait:
+        args.wait = True
+    code = 0
+    try:
+        asyncio.run(COMMANDS[args.command](args, get_settings()))
+    except CliError as error:
+        print(f"tollgate: {error}", file=sys.stderr)
+        code = error.code
+    except RPCError as error:
+        print(f"tollgate: cannot reach Temporal at {get_settings().temporal_address}: {error}", file=sys.stderr)
+        code = EXIT_FAILED
+    except (ConnectionError, RuntimeError) as error:
+        print(f"tollgate: {error}", file=sys.stderr)
+        code = EXIT_FAILED
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from services.validator.worker import main
+
+main()

@@ -1,0 +1,124 @@
+"""The validator's activities: one gate verdict per analysis attempt, deterministic layer first."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from services.validator import checks, judge
+from shared import steps
+from shared.artifacts import ArtifactStore
+from shared.contracts import (
+    MAX_FAILED_CHECKS,
+    ContactChunkOutput,
+    FailedCheck,
+    GateVerdict,
+    InsightsContext,
+    InsightsOutput,
+    OpportunityChunkOutput,
+    TokenUsage,
+    ValidationTask,
+)
+from shared.datasets import read_contacts, read_opportunities
+from shared.llm import LlmCall, ModelEndpoint, ask_structured
+from shared.settings import Settings
+
+AiLayer = Callable[[], Awaitable[tuple[list[FailedCheck], TokenUsage]]]
+
+
+def _verdict(task: ValidationTask, layer: str, failures: list[FailedCheck], usage: TokenUsage) -> GateVerdict:
+    return GateVerdict(
+        step=task.step, attempt=task.attempt, passed=not failures, layer="ai" if layer == "ai" else "deterministic",
+        failed_checks=failures[:MAX_FAILED_CHECKS], failed_total=len(failures), usage=usage,
+    )
+
+
+class ValidatorActivities:
+    def __init__(self, store: ArtifactStore, settings: Settings, endpoint: ModelEndpoint) -> None:
+        self.store = store
+        self.settings = settings
+        self.endpoint = endpoint
+
+    async def _judge(self, task: ValidationTask, kind: str, ids: list[str], prompt: str) -> tuple[
+            list[FailedCheck], TokenUsage]:
+        if not ids:
+            return [], TokenUsage()
+        answer = await ask_structured(
+            self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "validator"),
+            instructions=judge.JUDGE_INSTRUCTIONS,
+            prompt=prompt,
+            request_schema=judge.judgement_schema(ids),
+            answer_type=judge.Judgement,
+            max_tokens=60 * judge.MAX_PROBLEMS + 32,
+        )
+        if answer.value is None:
+            raise ApplicationError(f"the AI validator's answer for {task.step} was unreadable: {answer.schema_error}",
+                                   type="JudgeUnreadable")
+        known = set(ids)
+        problems = judge.Judgement(problems=[p for p in answer.value.problems if p.id in known])
+        return judge.to_failed_checks(kind, problems), answer.usage
+
+    async def _gate(self, task: ValidationTask, deterministic: Callable[[], list[FailedCheck]], ai: AiLayer
+                    ) -> GateVerdict:
+        if task.output.schema_error is not None:
+            failure = FailedCheck(check="schema", reason=task.output.schema_error[:300])
+            verdict = _verdict(task, "deterministic", [failure], TokenUsage())
+        else:
+            failures = await asyncio.to_thread(deterministic)
+            if failures:
+                verdict = _verdict(task, "deterministic", failures, TokenUsage())
+            else:
+                ai_failures, usage = await ai()
+                verdict = _verdict(task, "ai", ai_failures, usage)
+        activity.logger.info(
+            "gate %s attempt %d: %s (%s layer%s)", task.step, task.attempt,
+            "passed" if verdict.passed else "rejected", verdict.layer,
+            "" if verdict.passed else f", {verdict.failed_total} failed checks",
+        )
+        return verdict
+
+    @activity.defn(name=steps.VALIDATE_CONTACTS)
+    async def validate_contact_chunk(self, task: ValidationTask) -> GateVerdict:
+        assert task.chunk is not None, "a chunk validation needs its chunk"
+        records = await asyncio.to_thread(read_contacts, self.store, task.chunk)
+        output = self.store.read_model(task.output.output, ContactChunkOutput) if not task.output.schema_error else \
+            ContactChunkOutput(enrichments=[])
+
+        async def ai() -> tuple[list[FailedCheck], TokenUsage]:
+            sample = judge.spread_sample(output.enrichments, self.settings.ai_review_sample)
+            return await self._judge(task, "contact", [e.id for e in sample], judge.contacts_prompt(records, sample))
+
+        return await self._gate(task, lambda: checks.check_contacts(records, output), ai)
+
+    @activity.defn(name=steps.VALIDATE_OPPORTUNITIES)
+    async def validate_opportunity_chunk(self, task: ValidationTask) -> GateVerdict:
+        assert task.chunk is not None, "a chunk validation needs its chunk"
+        records = await asyncio.to_thread(read_opportunities, self.store, task.chunk)
+        output = self.store.read_model(task.output.output, OpportunityChunkOutput) if not task.output.schema_error \
+            else OpportunityChunkOutput(risks=[])
+
+        async def ai() -> tuple[list[FailedCheck], TokenUsage]:
+            sample = judge.spread_sample(output.risks, self.settings.ai_review_sample)
+            return await self._judge(task, "opportunity", [r.id for r in sample],
+                                     judge.opportunities_prompt(records, sample))
+
+        return await self._gate(task, lambda: checks.check_opportunities(records, output), ai)
+
+    @activity.defn(name=steps.VALIDATE_INSIGHTS)
+    async def validate_insights(self, task: ValidationTask) -> GateVerdict:
+        assert task.insights_context is not None, "an insights validation needs its context"
+        context = self.store.read_model(task.insights_context, InsightsContext)
+        companies = {
+            line.casefold() for line in self.store.read_bytes(context.companies).decode().splitlines() if line
+        }
+        output = self.store.read_model(task.output.output, InsightsOutput) if not task.output.schema_error else \
+            InsightsOutput.model_construct(insights=[])
+
+        async def ai() -> tuple[list[FailedCheck], TokenUsage]:
+            ids = [str(n) for n in range(1, len(output.insights) + 1)] if self.settings.ai_review_sample else []
+            return await self._judge(task, "insight", ids, judge.insights_prompt(context, output))
+
+        return await self._gate(task, lambda: checks.check_insights(context, output, companies), ai)

@@ -1,0 +1,32 @@
+"""The validator worker: serves the gate verdicts on the validator task queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.validator.activities import ValidatorActivities
+from shared.artifacts import ArtifactStore
+from shared.llm import resolve_endpoint
+from shared.settings import get_settings
+from shared.temporal import configure_logging, serve
+
+
+def main() -> None:
+    configure_logging("validator")
+    settings = get_settings()
+    activities = ValidatorActivities(ArtifactStore(settings.artifact_root), settings, resolve_endpoint(settings))
+    asyncio.run(
+        serve(
+            settings,
+            task_queue=settings.validator_queue,
+            activities=[
+                activities.validate_contact_chunk,
+                activities.validate_opportunity_chunk,
+                activities.validate_insights,
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,403 @@
+"""Pydantic contracts for everything that crosses a process boundary.
+
+Datasets never travel in workflow payloads: they live in the artifact store and the workflow passes
+``ArtifactRef``s. Every list that can grow with the input is either bounded here or kept in the store.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# --- vocabularies --------------------------------------------------------------------------------------
+
+Seniority = Literal["executive", "senior", "mid", "junior", "unknown"]
+Department = Literal[
+    "executive", "sales", "engineering", "product", "marketing", "finance", "operations", "hr", "other", "unknown"
+]
+RiskLevel = Literal["low", "medium", "high"]
+QualityFlag = Literal[
+    "missing_title", "missing_company", "duplicate_name", "odd_capitalisation", "unknown_contact", "zero_amount"
+]
+Branch = Literal["contacts", "opportunities"]
+GateLayer = Literal["deterministic", "ai"]
+
+ShortText = Annotated[str, Field(max_length=200)]
+
+MAX_FAILED_CHECKS = 40
+MAX_LISTED = 25
+
+
+class Contract(BaseModel):
+    """Base of every contract: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyValue(Contract):
+    """One entry of a map; maps are lists of these so that a constrained model never omits them."""
+
+    key: str
+    value: str
+
+
+# --- records ---------------------------------------------------------------------------------------------
+
+
+class ContactRecord(Contract):
+    id: str
+    name: str
+    company: str
+    title: str
+    created_date: date | None
+    extra: list[KeyValue] = Field(default_factory=list, description="Columns beyond the standard ones, kept.")
+    quality_flags: list[QualityFlag] = Field(default_factory=list, description="Computed at ingest, not by a model.")
+
+
+class OpportunityRecord(Contract):
+    id: str
+    name: str
+    stage: str
+    amount: float
+    contact_id: str
+    close_date: date | None
+    extra: list[KeyValue] = Field(default_factory=list)
+    quality_flags: list[QualityFlag] = Field(default_factory=list)
+
+
+# --- artifacts, plans, facts ---------------------------------------------------------------------------------
+
+
+class ArtifactRef(Contract):
+    """A file in the artifact store, by key relative to the store's root."""
+
+    key: str
+
+
+class DatasetRef(Contract):
+    """A normalized dataset: one file per chunk, so a chunk step reads only its own rows."""
+
+    branch: Branch
+    source_name: str
+    rows: int
+    chunk_size: int
+    chunks: list[ArtifactRef]
+
+
+class CountItem(Contract):
+    key: str
+    count: int
+
+
+class StageItem(Contract):
+    stage: str
+    count: int
+    value: float
+
+
+class ContactFacts(Contract):
+    total_contacts: int
+    unique_companies: int
+    top_company: str | None
+    top_company_contacts: int
+    company_distribution: list[CountItem] = Field(max_length=MAX_LISTED, description="Largest companies first.")
+    unique_titles: int
+    missing_titles: int
+    duplicate_names: int
+
+
+class OpportunityFacts(Contract):
+    total_opportunities: int
+    pipeline_value: float
+    won_value: float
+    lost_value: float
+    win_rate_by_value_pct: float = Field(description="Closed Won value as a share of all opportunity value.")
+    average_deal_value: float
+    stage_breakdown: list[StageItem]
+    orphan_opportunities: int = Field(description="Opportunities whose contact_id matches no contact.")
+    orphan_opportunity_ids: list[str] = Field(max_length=MAX_LISTED, description="The first of them, as a sample.")
+
+
+class Facts(Contract):
+    contacts: ContactFacts
+    opportunities: OpportunityFacts
+
+
+class IngestRequest(Contract):
+    run_id: str
+    contacts_path: str
+    opportunities_path: str
+    contact_chunk_size: int
+    opportunity_chunk_size: int
+
+
+class IngestResult(Contract):
+    contacts: DatasetRef
+    opportunities: DatasetRef
+    facts: Facts
+
+
+# --- step outputs ------------------------------------------------------------------------------------------
+
+
+class ContactEnrichment(Contract):
+    id: str
+    seniority: Seniority
+    department: Department
+    decision_maker: bool
+    rationale: Annotated[str, Field(min_length=1, max_length=120)]
+    quality_flags: list[QualityFlag] = Field(default_factory=list, max_length=6)
+
+
+class OpportunityRisk(Contract):
+    id: str
+    risk: RiskLevel
+    reason: Annotated[str, Field(min_length=1, max_length=160)]
+    next_action: Annotated[str, Field(max_length=120)]
+    quality_flags: list[QualityFlag] = Field(default_factory=list, max_length=6)
+
+
+class FactCitation(Contract):
+    fact: str
+    value: float
+
+
+class Insight(Contract):
+    title: Annotated[str, Field(min_length=1, max_length=120)]
+    detail: Annotated[str, Field(min_length=1, max_length=400)]
+    citations: list[FactCitation] = Field(min_length=1, max_length=4)
+    companies: list[str] = Field(default_factory=list, max_length=4)
+
+
+class ContactChunkOutput(Contract):
+    enrichments: list[ContactEnrichment]
+
+
+class OpportunityChunkOutput(Contract):
+    risks: list[OpportunityRisk]
+
+
+class InsightsOutput(Contract):
+    insights: list[Insight] = Field(min_length=3, max_length=7)
+
+
+class TokenUsage(Contract):
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            calls=self.calls + other.calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+# --- gates --------------------------------------------------------------------------------------------------
+
+
+class FailedCheck(Contract):
+    """One reason a gate rejected a step, written so that a model can act on it."""
+
+    check: str
+    reason: Annotated[str, Field(max_length=300)]
+    record_id: str | None = None
+
+
+class ChunkTask(Contract):
+    """One gated analysis of one chunk, at one attempt."""
+
+    run_id: str
+    step: str
+    branch: Branch
+    chunk: ArtifactRef
+    attempt: int
+    feedback: list[FailedCheck] = Field(default_factory=list, max_length=MAX_FAILED_CHECKS)
+
+
+class StepOutput(Contract):
+    """What an analysis attempt produced: its output sits in the store; a schema error is kept for the gate."""
+
+    step: str
+    attempt: int
+    output: ArtifactRef
+    records: int
+    schema_error: str | None = None
+    usage: TokenUsage = TokenUsage()
+
+
+class ValidationTask(Contract):
+    run_id: str
+    step: str
+    attempt: int
+    output: StepOutput
+    chunk: ArtifactRef | None = None
+    insights_context: ArtifactRef | None = None
+
+
+class GateVerdict(Contract):
+    step: str
+    attempt: int
+    passed: bool
+    layer: GateLayer
+    failed_checks: list[FailedCheck] = Field(default_factory=list, max_length=MAX_FAILED_CHECKS)
+    failed_total: int = 0
+    usage: TokenUsage = TokenUsage()
+
+
+class GateRecord(Contract):
+    """The history of one gated step, as the report shows it."""
+
+    step: str
+    attempts: int
+    passed: bool
+    accepted_output: ArtifactRef | None
+    rejections: list[GateVerdict] = Field(default_factory=list)
+    usage: TokenUsage = TokenUsage()
+
+
+# --- aggregation, insights, report ---------------------------------------------------------------------------
+
+
+class RiskyDeal(Contract):
+    id: str
+    name: str
+    amount: float
+    stage: str
+    reason: str
+
+
+class EnrichmentSummary(Contract):
+    enriched_contacts: int
+    seniority: list[CountItem]
+    departments: list[CountItem]
+    decision_makers: int
+    contacts_with_quality_flags: int
+    assessed_opportunities: int
+    risk_levels: list[CountItem]
+    high_risk_value: float
+    riskiest_deals: list[RiskyDeal] = Field(max_length=10)
+
+
+class AggregateRequest(Contract):
+    run_id: str
+    facts: Facts
+    contacts: DatasetRef
+    opportunities: DatasetRef
+    contact_outputs: list[ArtifactRef]
+    opportunity_outputs: list[ArtifactRef]
+
+
+class InsightsTask(Contract):
+    run_id: str
+    step: str
+    attempt: int
+    context: ArtifactRef
+    feedback: list[FailedCheck] = Field(default_factory=list, max_length=MAX_FAILED_CHECKS)
+
+
+class InsightsContext(Contract):
+    """What the insights agent reads: the facts, the enrichment summary and the citable figures."""
+
+    facts: Facts
+    summary: EnrichmentSummary
+    figures: list[FactCitation]
+    companies: ArtifactRef = Field(description="Every company name in the contacts, one per line.")
+
+
+class StepPolicy(Contract):
+    start_to_close: timedelta
+    schedule_to_close: timedelta
+    heartbeat: timedelta | None = None
+    max_attempts: int = 5
+    initial_retry: timedelta = timedelta(seconds=1)
+    max_retry_interval: timedelta = timedelta(seconds=30)
+
+
+class RunOptions(Contract):
+    """Per-run configuration, fixed when the run starts so the workflow never reads the environment."""
+
+    analyzer_queue: str
+    validator_queue: str
+    orchestrator_queue: str
+    contact_chunk_size: int
+    opportunity_chunk_size: int
+    chunks_per_batch: int
+    max_parallel_chunks: int
+    gate_attempts: int
+    ingest: StepPolicy
+    analysis: StepPolicy
+    validation: StepPolicy
+
+
+class RunRequest(Contract):
+    run_id: str
+    contacts_path: str
+    opportunities_path: str
+    options: RunOptions
+
+
+class BatchRequest(Contract):
+    run_id: str
+    branch: Branch
+    chunks: list[ArtifactRef]
+    first_index: int
+    options: RunOptions
+
+
+class BatchResult(Contract):
+    gates: list[GateRecord]
+
+
+class LayerCount(Contract):
+    layer: GateLayer
+    rejections: int
+
+
+class GateSummary(Contract):
+    gated_steps: int
+    attempts: int
+    rejections_by_layer: list[LayerCount]
+    steps_fixed_by_retry: int
+    rejected_steps: list[GateRecord] = Field(
+        max_length=MAX_LISTED, description="The first of the steps that were rejected at least once."
+    )
+    rejected_steps_total: int = 0
+
+
+class Report(Contract):
+    run_id: str
+    facts: Facts
+    summary: EnrichmentSummary
+    insights: list[Insight]
+    gates: GateSummary
+    usage: TokenUsage
+    enrichments: ArtifactRef = Field(description="Every validated enrichment and risk, as JSON lines.")
+
+
+class RunProgress(Contract):
+    """What ``tollgate status`` shows while a run is under way."""
+
+    stage: str
+    chunks_total: int = 0
+    chunks_done: int = 0
+    rejections: int = 0
+
+
+class RunResult(Contract):
+    report: Report
+    report_json: ArtifactRef
+    report_markdown: ArtifactRef
+
+
+class ReportRequest(Contract):
+    run_id: str
+    facts: Facts
+    insights_context: ArtifactRef
+    insights_output: ArtifactRef
+    contact_gates: list[GateRecord]
+    opportunity_gates: list[GateRecord]
+    insights_gate: GateRecord

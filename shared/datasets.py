@@ -1,0 +1,42 @@
+"""The normalized chunk files every service reads: one Parquet file per chunk, one schema per branch."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import polars as pl
+
+from shared.artifacts import ArtifactStore
+from shared.contracts import ArtifactRef, Branch, ContactRecord, OpportunityRecord
+
+
+def chunk_key(run_id: str, branch: Branch, index: int) -> str:
+    return f"runs/{run_id}/data/{branch}/chunk-{index:05d}.parquet"
+
+
+_EXTRA = pl.List(pl.Struct({"key": pl.String, "value": pl.String}))
+_SCHEMAS: dict[Branch, dict[str, pl.DataType]] = {
+    "contacts": {
+        "id": pl.String(), "name": pl.String(), "company": pl.String(), "title": pl.String(),
+        "created_date": pl.Date(), "extra": _EXTRA, "quality_flags": pl.List(pl.String),
+    },
+    "opportunities": {
+        "id": pl.String(), "name": pl.String(), "stage": pl.String(), "amount": pl.Float64(),
+        "contact_id": pl.String(), "close_date": pl.Date(), "extra": _EXTRA, "quality_flags": pl.List(pl.String),
+    },
+}
+
+
+def write_chunk(store: ArtifactStore, branch: Branch, key: str, rows: Sequence[Mapping[str, object]]) -> ArtifactRef:
+    buffer = io.BytesIO()
+    pl.DataFrame(list(rows), schema=_SCHEMAS[branch]).write_parquet(buffer)
+    return store.write_bytes(key, buffer.getvalue())
+
+
+def read_contacts(store: ArtifactStore, ref: ArtifactRef) -> list[ContactRecord]:
+    return [ContactRecord.model_validate(row) for row in pl.read_parquet(store.path(ref)).to_dicts()]
+
+
+def read_opportunities(store: ArtifactStore, ref: ArtifactRef) -> list[OpportunityRecord]:
+    return [OpportunityRecord.model_validate(row) for row in pl.read_parquet(store.path(ref)).to_dicts()]

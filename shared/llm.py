@@ -1,0 +1,224 @@
+"""One way to ask a model for a structured answer, whichever provider serves it.
+
+Agno runs the agent; this module picks the model from the settings, bounds the request (temperature 0, fixed
+seed, capped tokens), tags it with the step it serves, and turns provider failures into Temporal errors with the
+right retry behaviour: a 429 waits as long as its Retry-After says, a 5xx or a dropped connection is retried with
+backoff, a rejected request (400, 401, 403, 404) is not retried at all.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+from temporalio.exceptions import ApplicationError
+
+from shared.contracts import TokenUsage
+from shared.settings import Settings
+
+M = TypeVar("M", bound=BaseModel)
+
+LOCAL_MODEL_IDS = {
+    "qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b-instruct-q4_k_m",
+    "qwen2.5-coder-1.5b": "qwen2.5-coder-1.5b-instruct-q4_k_m",
+}
+
+
+@dataclass(frozen=True)
+class LlmCall:
+    """Who is asking: the headers let a proxy, a trace or a scripted test server tell the steps apart."""
+
+    run_id: str
+    step: str
+    attempt: int
+    agent: str
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-Tollgate-Run": self.run_id,
+            "X-Tollgate-Step": self.step,
+            "X-Tollgate-Attempt": str(self.attempt),
+            "X-Tollgate-Agent": self.agent,
+        }
+
+
+@dataclass
+class StructuredAnswer(Generic[M]):
+    value: M | None
+    schema_error: str | None
+    usage: TokenUsage
+
+
+@dataclass
+class _LastResponse:
+    status: int | None = None
+    retry_after: str | None = None
+    error: str | None = None
+
+
+_last_response: contextvars.ContextVar[_LastResponse | None] = contextvars.ContextVar(
+    "tollgate_last_llm_response", default=None
+)
+
+
+async def _record_response(response: httpx.Response) -> None:
+    record = _last_response.get()
+    if record is not None:
+        record.status = response.status_code
+        record.retry_after = response.headers.get("retry-after")
+
+
+@dataclass
+class ModelEndpoint:
+    provider: str
+    model_id: str
+    base_url: str | None
+    api_key: str
+    http_client: httpx.AsyncClient = field(repr=False)
+
+
+def resolve_endpoint(settings: Settings) -> ModelEndpoint:
+    """The model the settings select; an incomplete configuration fails with what to set."""
+    provider = settings.resolved_provider()
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.llm_timeout_seconds, connect=10.0),
+        event_hooks={"response": [_record_response]},
+    )
+    if provider == "openai":
+        key = settings.llm_api_key or settings.openai_api_key
+        if key is None:
+            raise ValueError("TOLLGATE_LLM_PROVIDER=openai needs OPENAI_API_KEY")
+        return ModelEndpoint(provider, settings.llm_model or "gpt-4o-mini", settings.llm_base_url,
+                             key.get_secret_value(), client)
+    if provider == "openai-compatible":
+        if not settings.llm_base_url or not settings.llm_model:
+            raise ValueError(
+                "TOLLGATE_LLM_PROVIDER=openai-compatible needs TOLLGATE_LLM_BASE_URL and TOLLGATE_LLM_MODEL"
+            )
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
+        return ModelEndpoint(provider, settings.llm_model, settings.llm_base_url, key, client)
+    base_url = settings.llm_base_url or f"http://127.0.0.1:{settings.local_model_port}/v1"
+    return ModelEndpoint(provider, LOCAL_MODEL_IDS[settings.local_model], base_url, "not-needed", client)
+
+
+def _build_model(endpoint: ModelEndpoint, settings: Settings, call: LlmCall, max_tokens: int) -> Any:
+    common: dict[str, Any] = {
+        "id": endpoint.model_id,
+        "api_key": endpoint.api_key,
+        "temperature": 0.0,
+        "seed": settings.llm_seed,
+        "max_tokens": max_tokens,
+        "max_retries": 0,  # Temporal owns retries, so that every one is visible and bounded
+        "http_client": endpoint.http_client,
+        "extra_headers": call.headers(),
+    }
+    if endpoint.provider == "openai":
+        from agno.models.openai import OpenAIChat
+
+        return OpenAIChat(base_url=endpoint.base_url, **common)
+    from agno.models.openai.like import OpenAILike
+
+    return OpenAILike(base_url=endpoint.base_url, **common)
+
+
+def _retry_after(value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        return timedelta(seconds=max(0.0, float(value)))
+    except ValueError:
+        return None
+
+
+def _provider_failure(call: LlmCall, record: _LastResponse, detail: str) -> ApplicationError:
+    where = f"LLM call for {call.step} (attempt {call.attempt})"
+    if record.status == 429:
+        delay = _retry_after(record.retry_after)
+        return ApplicationError(
+            f"{where} was rate limited (429); retrying after {delay or 'backoff'}",
+            type="LlmRateLimited",
+            next_retry_delay=delay,
+        )
+    if record.status in (400, 401, 403, 404, 422):
+        return ApplicationError(
+            f"{where} was rejected by the provider ({record.status}): {detail}",
+            type="LlmRequestRejected",
+            non_retryable=True,
+        )
+    status = f"HTTP {record.status}" if record.status else "no response"
+    return ApplicationError(f"{where} failed ({status}): {detail}", type="LlmUnavailable")
+
+
+def parse_structured(content: Any, schema: type[M]) -> tuple[M | None, str | None]:
+    """Validate what the model returned against the schema; the error text is meant for the model to read."""
+    if isinstance(content, schema):
+        return content, None
+    if content is None:
+        return None, "the answer was empty"
+    try:
+        if isinstance(content, str):
+            return schema.model_validate_json(content), None
+        if isinstance(content, BaseModel):
+            return schema.model_validate(content.model_dump()), None
+        return schema.model_validate(content), None
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in issue['loc']) or 'answer'}: {issue['msg']}" for issue in error.errors()[:8]
+        )
+        return None, f"the answer did not match the required JSON schema: {problems}"
+    except (TypeError, json.JSONDecodeError) as error:
+        return None, f"the answer was not valid JSON: {error}"
+
+
+async def ask_structured(
+    endpoint: ModelEndpoint,
+    settings: Settings,
+    call: LlmCall,
+    *,
+    instructions: str,
+    prompt: str,
+    request_schema: type[BaseModel],
+    answer_type: type[M],
+    max_tokens: int,
+) -> StructuredAnswer[M]:
+    """Run one Agno agent turn constrained by ``request_schema`` and read it as ``answer_type``.
+
+    The request schema may be stricter than the answer type (enums of the chunk's ids), so that a model
+    without grammar support that breaks it still yields an answer the gate can judge and explain.
+    Provider failures raise ApplicationError.
+    """
+    from agno.agent import Agent
+    from agno.run.base import RunStatus
+
+    record = _LastResponse()
+    token = _last_response.set(record)
+    try:
+        agent = Agent(
+            name=call.agent,
+            model=_build_model(endpoint, settings, call, max_tokens),
+            instructions=instructions,
+            output_schema=request_schema,
+            telemetry=False,
+            markdown=False,
+        )
+        run = await agent.arun(prompt)
+    finally:
+        _last_response.reset(token)
+    metrics = run.metrics
+    usage = TokenUsage(
+        calls=1,
+        input_tokens=int(getattr(metrics, "input_tokens", 0) or 0),
+        output_tokens=int(getattr(metrics, "output_tokens", 0) or 0),
+    )
+    if run.status == RunStatus.error:
+        if record.status is not None and record.status < 300:
+            # The provider answered; what failed was reading the answer, which the gate handles.
+            return StructuredAnswer(None, f"the answer could not be read: {run.content}", usage)
+        raise _provider_failure(call, record, str(run.content)[:300])
+    value, error = parse_structured(run.content, answer_type)
+    return StructuredAnswer(value, error, usage)

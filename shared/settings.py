@@ -1,0 +1,82 @@
+"""The one configuration object, read from the environment (prefix ``TOLLGATE_``).
+
+Workers read it at start-up. The workflow never does: everything a workflow needs (timeouts, budgets, queue
+names) travels inside its input, built from these settings by the client that starts the run.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LlmProvider = Literal["local", "openai", "openai-compatible"]
+LocalModel = Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
+
+
+class Settings(BaseSettings):
+    """Tollgate's settings; every field can be set as ``TOLLGATE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TOLLGATE_", extra="ignore")
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    orchestrator_queue: str = "tollgate-orchestrator"
+    analyzer_queue: str = "tollgate-analyzer"
+    validator_queue: str = "tollgate-validator"
+
+    # Where ingested data, step outputs and reports live; shared by every service.
+    artifact_root: Path = Path(".tollgate/artifacts")
+
+    # LLM. Keys are read here by the workers only; they never enter workflow inputs or history.
+    llm_provider: LlmProvider | None = Field(
+        default=None, description="None picks openai when OPENAI_API_KEY is set, else openai-compatible "
+        "when a base URL is set, else the embedded local model."
+    )
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    llm_timeout_seconds: float = 110.0
+    llm_seed: int = 7
+    local_model: LocalModel = "qwen2.5-coder-0.5b"
+    local_model_port: int = 8091
+    model_cache_dir: Path | None = None
+
+    # The pipeline (defaults for a run; each run carries its own copy)
+    contact_chunk_size: int = Field(default=200, ge=1, le=2000)
+    opportunity_chunk_size: int = Field(default=200, ge=1, le=2000)
+    chunks_per_batch: int = Field(default=50, ge=1, le=500)
+    max_parallel_chunks: int = Field(default=4, ge=1, le=256)
+    gate_attempts: int = Field(default=3, ge=1, le=10)
+    ai_review_sample: int = Field(default=25, ge=0, le=2000)
+    analysis_timeout_seconds: float = 120.0
+    validation_timeout_seconds: float = 30.0
+    ingest_timeout_seconds: float = 1800.0
+
+    # Workers
+    max_concurrent_activities: int = Field(default=4, ge=1, le=1000)
+
+    # Progress events and tracing seams
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    def resolved_provider(self) -> LlmProvider:
+        """The provider in force: the explicit one, else the first whose credentials are present."""
+        if self.llm_provider is not None:
+            return self.llm_provider
+        if self.openai_api_key is not None:
+            return "openai"
+        if self.llm_base_url:
+            return "openai-compatible"
+        return "local"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

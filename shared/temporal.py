@@ -1,0 +1,68 @@
+"""Temporal plumbing shared by every process: the client and the worker loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from shared.settings import Settings
+
+log = logging.getLogger("tollgate")
+
+
+async def connect(settings: Settings) -> Client:
+    """A client that carries the Pydantic contracts as JSON."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def configure_logging(service: str) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {service} %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # Agno logs every provider error at ERROR with a traceback; our activities report them once, as failures.
+    logging.getLogger("agno").setLevel(logging.CRITICAL)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    task_queue: str,
+    activities: Sequence[Callable[..., Any]] = (),
+    workflows: Sequence[type] = (),
+) -> None:
+    """Poll one task queue until SIGINT or SIGTERM, then finish in-flight tasks and exit."""
+    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
+        worker = Worker(
+            client,
+            task_queue=task_queue,
+            activities=list(activities),
+            workflows=list(workflows),
+            activity_executor=pool,
+            max_concurrent_activities=settings.max_concurrent_activities,
+            graceful_shutdown_timeout=timedelta(seconds=5),
+        )
+        async with worker:
+            log.info("serving task queue %s at %s", task_queue, settings.temporal_address)
+            await stop.wait()
+            log.info("stopping")
