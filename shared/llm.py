@@ -16,10 +16,12 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from shared.contracts import TokenUsage
 from shared.settings import Settings
+from shared.temporal import heartbeating
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -78,7 +80,7 @@ class ModelEndpoint:
     provider: str
     model_id: str
     base_url: str | None
-    api_key: str
+    api_key: str = field(repr=False)
     http_client: httpx.AsyncClient = field(repr=False)
 
 
@@ -100,8 +102,8 @@ def resolve_endpoint(settings: Settings) -> ModelEndpoint:
             raise ValueError(
                 "TOLLGATE_LLM_PROVIDER=openai-compatible needs TOLLGATE_LLM_BASE_URL and TOLLGATE_LLM_MODEL"
             )
-        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
-        return ModelEndpoint(provider, settings.llm_model, settings.llm_base_url, key, client)
+        token = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
+        return ModelEndpoint(provider, settings.llm_model, settings.llm_base_url, token, client)
     base_url = settings.llm_base_url or f"http://127.0.0.1:{settings.local_model_port}/v1"
     return ModelEndpoint(provider, LOCAL_MODEL_IDS[settings.local_model], base_url, "not-needed", client)
 
@@ -206,7 +208,11 @@ async def ask_structured(
             telemetry=False,
             markdown=False,
         )
-        run = await agent.arun(prompt)
+        if activity.in_activity():
+            async with heartbeating():
+                run = await agent.arun(prompt)
+        else:
+            run = await agent.arun(prompt)
     finally:
         _last_response.reset(token)
     metrics = run.metrics

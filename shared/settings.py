@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     ai_review_sample: int = Field(default=25, ge=0, le=2000)
     analysis_timeout_seconds: float = 120.0
     validation_timeout_seconds: float = 30.0
+    heartbeat_timeout_seconds: float = Field(
+        default=20.0, description="A worker silent this long is presumed dead and its step is retried elsewhere."
+    )
     ingest_timeout_seconds: float = 1800.0
 
     # Workers

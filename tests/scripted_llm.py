@@ -8,6 +8,7 @@ the last one repeats. Every request is recorded for assertions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -28,6 +29,7 @@ class Request:
     agent: str
     attempt: int
     body: dict[str, Any]
+    received: float = field(default_factory=time.monotonic)
 
     @property
     def prompt(self) -> str:
@@ -89,6 +91,9 @@ class ScriptedLlm:
                 if behaviour == "http_500":
                     self._send(500, {"error": {"message": "scripted server error", "code": "server_error"}})
                     return
+                if behaviour == "http_401":
+                    self._send(401, {"error": {"message": "scripted bad key", "code": "invalid_api_key"}})
+                    return
                 if behaviour == "http_429":
                     self._send(429, {"error": {"message": "scripted rate limit", "code": "rate_limit"}},
                                {"Retry-After": "1"})
@@ -111,7 +116,8 @@ class ScriptedLlm:
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                with contextlib.suppress(BrokenPipeError):  # a client killed mid-request, as crash tests intend
+                    self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -175,7 +181,8 @@ def answer(request: Request, behaviour: str) -> str:
                       for label in labels]
         return json.dumps({"contacts": labels})
     if request.agent == "opportunity-risk":
-        return json.dumps({"opportunities": [_opportunity_label(row) for row in _json_lines(prompt, "OPPORTUNITIES (")]})
+        rows = _json_lines(prompt, "OPPORTUNITIES (")
+        return json.dumps({"opportunities": [_opportunity_label(row) for row in rows]})
     if request.agent == "insights":
         figures = json.loads(prompt.split("FIGURES: ", 1)[1].splitlines()[0])
         pipeline = figures["pipeline_value"] + (1000 if behaviour == "wrong_figure" else 0)

@@ -134,7 +134,9 @@ class AnalyzerActivities:
             e for ref in request.contact_outputs
             for e in self.store.read_model(ref, ContactChunkOutput).enrichments
         ]
-        risks = [r for ref in request.opportunity_outputs for r in self.store.read_model(ref, OpportunityChunkOutput).risks]
+        risks = [
+            r for ref in request.opportunity_outputs for r in self.store.read_model(ref, OpportunityChunkOutput).risks
+        ]
         enriched = pl.DataFrame(
             [e.model_dump() for e in contacts],
             schema={"id": pl.String, "seniority": pl.String, "department": pl.String, "decision_maker": pl.Boolean,

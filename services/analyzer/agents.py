@@ -86,7 +86,7 @@ def contact_request_schema(ids: Sequence[str]) -> type[BaseModel]:
     )
     return create_model(
         "ContactLabels",
-        contacts=(Annotated[list[label], Field(min_length=len(ids), max_length=len(ids))], ...),  # type: ignore[valid-type]
+        contacts=(Annotated[list[label], Field(min_length=len(ids), max_length=len(ids))], ...),
     )
 
 
@@ -100,7 +100,7 @@ def opportunity_request_schema(ids: Sequence[str]) -> type[BaseModel]:
     )
     return create_model(
         "OpportunityLabels",
-        opportunities=(Annotated[list[label], Field(min_length=len(ids), max_length=len(ids))], ...),  # type: ignore[valid-type]
+        opportunities=(Annotated[list[label], Field(min_length=len(ids), max_length=len(ids))], ...),
     )
 
 
@@ -110,12 +110,12 @@ def insights_request_schema(fact_names: Sequence[str]) -> type[BaseModel]:
         "Insight",
         title=(_text(80), ...),
         detail=(_text(240), ...),
-        citations=(Annotated[list[citation], Field(min_length=1, max_length=3)], ...),  # type: ignore[valid-type]
-        companies=(Annotated[list[_text(60)], Field(max_length=3)], ...),
+        citations=(Annotated[list[citation], Field(min_length=1, max_length=3)], ...),
+        companies=(Annotated[list[Annotated[str, Field(max_length=60)]], Field(max_length=3)], ...),
     )
     return create_model(
         "InsightAnswers",
-        insights=(Annotated[list[insight], Field(min_length=3, max_length=5)], ...),  # type: ignore[valid-type]
+        insights=(Annotated[list[insight], Field(min_length=3, max_length=5)], ...),
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -72,8 +73,9 @@ def _read_rows(path: str, required: tuple[str, ...]) -> Iterator[_Row]:
         raise BadInputError(path, "not a CSV file: it contains binary data")
     if not head.strip():
         raise BadInputError(path, f"the file is empty; expected a header row with columns {', '.join(required)}")
-    with file.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
+    with file.open("rb") as handle:
+        lines = _decoded_lines(path, handle)
+        reader = csv.reader(lines)
         try:
             header = [name.strip() for name in next(reader)]
             missing = [name for name in required if name not in header]
@@ -96,10 +98,18 @@ def _read_rows(path: str, required: tuple[str, ...]) -> Iterator[_Row]:
                         path, f"has {len(fields)} fields but the header has {len(header)}", row=number
                     )
                 yield _Row(number, {name: value.strip() for name, value in zip(header, fields, strict=True)})
-        except UnicodeDecodeError as error:
-            raise BadInputError(path, f"not UTF-8 text (byte {error.start}); export the CSV as UTF-8") from None
         except csv.Error as error:
             raise BadInputError(path, f"not a well-formed CSV: {error}") from None
+
+
+def _decoded_lines(path: str, handle: BinaryIO) -> Iterator[str]:
+    """UTF-8 lines (a BOM dropped), decoded one at a time so that a bad byte is reported at its line."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadInputError(path, f"line {number} is not UTF-8 text; export the CSV as UTF-8") from None
+        yield line.removeprefix("\ufeff") if number == 1 else line
 
 
 def _parse_date(path: str, row: _Row, column: str) -> date | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import uuid
@@ -46,6 +45,7 @@ def run_options(settings: Settings) -> RunOptions:
     analysis = timedelta(seconds=settings.analysis_timeout_seconds)
     validation = timedelta(seconds=settings.validation_timeout_seconds)
     ingest = timedelta(seconds=settings.ingest_timeout_seconds)
+    heartbeat = timedelta(seconds=settings.heartbeat_timeout_seconds)
     return RunOptions(
         analyzer_queue=settings.analyzer_queue,
         validator_queue=settings.validator_queue,
@@ -55,10 +55,11 @@ def run_options(settings: Settings) -> RunOptions:
         chunks_per_batch=settings.chunks_per_batch,
         max_parallel_chunks=settings.max_parallel_chunks,
         gate_attempts=settings.gate_attempts,
-        ingest=StepPolicy(start_to_close=ingest, schedule_to_close=ingest * 2, heartbeat=timedelta(seconds=60),
-                          max_attempts=3),
-        analysis=StepPolicy(start_to_close=analysis, schedule_to_close=analysis * 5, max_attempts=5),
-        validation=StepPolicy(start_to_close=validation, schedule_to_close=validation * 5, max_attempts=5),
+        ingest=StepPolicy(start_to_close=ingest, schedule_to_close=ingest * 2, heartbeat=heartbeat * 3, max_attempts=3),
+        analysis=StepPolicy(start_to_close=analysis, schedule_to_close=analysis * 5, heartbeat=heartbeat,
+                            max_attempts=5),
+        validation=StepPolicy(start_to_close=validation, schedule_to_close=validation * 5, heartbeat=heartbeat,
+                              max_attempts=5),
     )
 
 
@@ -111,13 +112,18 @@ async def _await_result(handle: WorkflowHandle[object, RunResult], settings: Set
         _emit(summary_lines(result.report, result, settings))
 
 
-async def start_run(client: Client, settings: Settings, contacts: Path, opportunities: Path,
-                    run_id: str) -> WorkflowHandle[object, RunResult]:
+def run_request(settings: Settings, contacts: Path, opportunities: Path, run_id: str) -> RunRequest:
+    """The workflow's input: absolute paths, which every worker reads from the shared filesystem."""
     for path in (contacts, opportunities):
         if not path.is_file():
             raise CliError(f"{path}: file not found", EXIT_USAGE)
-    request = RunRequest(run_id=run_id, contacts_path=str(contacts.resolve()),
-                         opportunities_path=str(opportunities.resolve()), options=run_options(settings))
+    return RunRequest(run_id=run_id, contacts_path=str(contacts.resolve()),
+                      opportunities_path=str(opportunities.resolve()), options=run_options(settings))
+
+
+async def start_run(client: Client, settings: Settings, contacts: Path, opportunities: Path,
+                    run_id: str) -> WorkflowHandle[object, RunResult]:
+    request = run_request(settings, contacts, opportunities, run_id)
     try:
         return await client.start_workflow(
             steps.WORKFLOW, request, id=run_id, task_queue=settings.orchestrator_queue, result_type=RunResult,
@@ -151,7 +157,7 @@ async def _describe(client: Client, run_id: str) -> tuple[WorkflowHandle[object,
             raise CliError(f"no run {run_id}; `tollgate run` starts one", EXIT_USAGE) from None
         raise
     status = description.status
-    name = WorkflowExecutionStatus.Name(status.value) if status else "UNKNOWN"
+    name = WorkflowExecutionStatus.Name(status.value) if status else "UNKNOWN"  # type: ignore[arg-type]
     return handle, name.removeprefix("WORKFLOW_EXECUTION_STATUS_").lower()
 
 

@@ -7,14 +7,18 @@ a crash between the analysis and its verdict resumes at the verdict.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from typing import TypeVar, cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
     from shared.contracts import FailedCheck, GateRecord, GateVerdict, StepOutput, StepPolicy, TokenUsage
+
+R = TypeVar("R", bound=BaseModel)
 
 # Failures that no retry of the same activity can fix: Temporal gives up on them at once.
 NON_RETRYABLE = ["BadInput", "LlmRequestRejected", "GateBudgetSpent"]
@@ -22,21 +26,26 @@ FEEDBACK_ITEMS = 12  # reasons handed to the retried step; more only dilutes a s
 KEPT_REASONS = 5  # reasons per rejection kept in the run's history and report
 
 
-def activity_options(policy: StepPolicy, task_queue: str) -> dict[str, object]:
-    """Timeouts and retry policy of one step class, for ``workflow.execute_activity``."""
-    return {
-        "task_queue": task_queue,
-        "start_to_close_timeout": policy.start_to_close,
-        "schedule_to_close_timeout": policy.schedule_to_close,
-        "heartbeat_timeout": policy.heartbeat,
-        "retry_policy": RetryPolicy(
+async def run_step(activity: str, argument: BaseModel, result_type: type[R], policy: StepPolicy,
+                   task_queue: str) -> R:
+    """Run one activity under its step class's timeouts and retry policy; its result is checkpointed."""
+    result = await workflow.execute_activity(
+        activity,
+        argument,
+        result_type=result_type,
+        task_queue=task_queue,
+        start_to_close_timeout=policy.start_to_close,
+        schedule_to_close_timeout=policy.schedule_to_close,
+        heartbeat_timeout=policy.heartbeat,
+        retry_policy=RetryPolicy(
             initial_interval=policy.initial_retry,
             backoff_coefficient=2.0,
             maximum_interval=max(policy.max_retry_interval, policy.initial_retry),
             maximum_attempts=policy.max_attempts,
             non_retryable_error_types=NON_RETRYABLE,
         ),
-    }
+    )
+    return cast(R, result)
 
 
 def _trimmed(verdict: GateVerdict) -> GateVerdict:
@@ -82,6 +91,3 @@ async def run_gated_step(
         non_retryable=True,
     )
 
-
-def seconds(value: float) -> timedelta:
-    return timedelta(seconds=value)

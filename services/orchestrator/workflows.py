@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from services.orchestrator.gate import activity_options, run_gated_step
+    from services.orchestrator.gate import run_gated_step, run_step
     from shared import steps
     from shared.contracts import (
         AggregateRequest,
@@ -60,17 +60,15 @@ class ChunkBatchWorkflow:
             async def analyze(attempt: int, feedback: list[FailedCheck]) -> StepOutput:
                 task = ChunkTask(run_id=request.run_id, step=step, branch=request.branch, chunk=chunk,
                                  attempt=attempt, feedback=feedback)
-                return await workflow.execute_activity(
-                    ANALYZE[request.branch], task, result_type=StepOutput,
-                    **activity_options(options.analysis, options.analyzer_queue),  # type: ignore[arg-type]
+                return await run_step(
+                    ANALYZE[request.branch], task, StepOutput, options.analysis, options.analyzer_queue,
                 )
 
             async def validate(output: StepOutput) -> GateVerdict:
                 task = ValidationTask(run_id=request.run_id, step=step, attempt=output.attempt, output=output,
                                       chunk=chunk)
-                return await workflow.execute_activity(
-                    VALIDATE[request.branch], task, result_type=GateVerdict,
-                    **activity_options(options.validation, options.validator_queue),  # type: ignore[arg-type]
+                return await run_step(
+                    VALIDATE[request.branch], task, GateVerdict, options.validation, options.validator_queue,
                 )
 
             async with slots:
@@ -100,14 +98,13 @@ class CrmAnalysisWorkflow:
     async def run(self, request: RunRequest) -> RunResult:
         options = request.options
         self._advance(stage="ingest")
-        ingested: IngestResult = await workflow.execute_activity(
+        ingested = await run_step(
             steps.INGEST,
             IngestRequest(run_id=request.run_id, contacts_path=request.contacts_path,
                           opportunities_path=request.opportunities_path,
                           contact_chunk_size=options.contact_chunk_size,
                           opportunity_chunk_size=options.opportunity_chunk_size),
-            result_type=IngestResult,
-            **activity_options(options.ingest, options.analyzer_queue),  # type: ignore[arg-type]
+            IngestResult, options.ingest, options.analyzer_queue,
         )
         self._advance(stage="analysis",
                       chunks_total=len(ingested.contacts.chunks) + len(ingested.opportunities.chunks))
@@ -117,7 +114,7 @@ class CrmAnalysisWorkflow:
         )
 
         self._advance(stage="aggregation")
-        context: ArtifactRef = await workflow.execute_activity(
+        context = await run_step(
             steps.AGGREGATE,
             AggregateRequest(
                 run_id=request.run_id, facts=ingested.facts, contacts=ingested.contacts,
@@ -125,8 +122,7 @@ class CrmAnalysisWorkflow:
                 contact_outputs=[g.accepted_output for g in contact_gates if g.accepted_output],
                 opportunity_outputs=[g.accepted_output for g in opportunity_gates if g.accepted_output],
             ),
-            result_type=ArtifactRef,
-            **activity_options(options.ingest, options.analyzer_queue),  # type: ignore[arg-type]
+            ArtifactRef, options.ingest, options.analyzer_queue,
         )
 
         self._advance(stage="insights")
@@ -134,17 +130,15 @@ class CrmAnalysisWorkflow:
         async def analyze(attempt: int, feedback: list[FailedCheck]) -> StepOutput:
             task = InsightsTask(run_id=request.run_id, step="insights", attempt=attempt, context=context,
                                 feedback=feedback)
-            return await workflow.execute_activity(
-                steps.WRITE_INSIGHTS, task, result_type=StepOutput,
-                **activity_options(options.analysis, options.analyzer_queue),  # type: ignore[arg-type]
+            return await run_step(
+                steps.WRITE_INSIGHTS, task, StepOutput, options.analysis, options.analyzer_queue,
             )
 
         async def validate(output: StepOutput) -> GateVerdict:
             task = ValidationTask(run_id=request.run_id, step="insights", attempt=output.attempt, output=output,
                                   insights_context=context)
-            return await workflow.execute_activity(
-                steps.VALIDATE_INSIGHTS, task, result_type=GateVerdict,
-                **activity_options(options.validation, options.validator_queue),  # type: ignore[arg-type]
+            return await run_step(
+                steps.VALIDATE_INSIGHTS, task, GateVerdict, options.validation, options.validator_queue,
             )
 
         insights_gate = await run_gated_step("insights", options.gate_attempts, analyze, validate)
@@ -152,13 +146,12 @@ class CrmAnalysisWorkflow:
 
         self._advance(stage="report")
         assert insights_gate.accepted_output is not None
-        result: RunResult = await workflow.execute_activity(
+        result = await run_step(
             steps.WRITE_REPORT,
             ReportRequest(run_id=request.run_id, facts=ingested.facts, insights_output=insights_gate.accepted_output,
                           insights_context=context, contact_gates=contact_gates, opportunity_gates=opportunity_gates,
                           insights_gate=insights_gate),
-            result_type=RunResult,
-            **activity_options(options.validation, options.orchestrator_queue),  # type: ignore[arg-type]
+            RunResult, options.validation, options.orchestrator_queue,
         )
         self._advance(stage="completed")
         return result

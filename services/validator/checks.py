@@ -127,8 +127,9 @@ def check_opportunities(records: Sequence[OpportunityRecord], output: Opportunit
 
 
 def _close(claimed: float, actual: float) -> bool:
-    """Equal up to the rounding a writer may apply (one decimal, or three significant figures)."""
-    return abs(claimed - actual) <= max(0.051, 0.005 * abs(actual))
+    """Equal up to the rounding a writer may apply: to a whole number, one decimal, or three significant figures."""
+    places = 0.5 if claimed == int(claimed) else 0.051
+    return abs(claimed - actual) <= max(places, 0.005 * abs(actual))
 
 
 def _allowed_numbers(context: InsightsContext) -> list[float]:

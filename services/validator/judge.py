@@ -40,15 +40,19 @@ class Judgement(BaseModel):
     problems: list[Problem] = Field(max_length=MAX_PROBLEMS * 2)
 
 
+def _enum(values: Sequence[str]) -> Any:
+    return Literal[tuple(values)]
+
+
 def judgement_schema(ids: Sequence[str]) -> type[BaseModel]:
     problem = create_model(
         "Problem",
-        id=(Literal[tuple(ids)], ...),
+        id=(_enum(ids), ...),
         reason=(Annotated[str, Field(min_length=1, max_length=100)], ...),
     )
     return create_model(
         "Judgement",
-        problems=(Annotated[list[problem], Field(max_length=MAX_PROBLEMS)], ...),  # type: ignore[valid-type]
+        problems=(Annotated[list[problem], Field(max_length=MAX_PROBLEMS)], ...),
     )
 
 

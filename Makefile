@@ -1,0 +1,26 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything else they need, they install.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN := $(UV) run --frozen --extra local
+
+.PHONY: install test lint typecheck unit demo dev clean
+
+install: .venv/.installed
+
+.venv/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen --extra local
+	@touch $@
+
+lint: install
+	$(RUN) ruff check .
+
+typecheck: install
+	$(RUN) mypy
+
+test: lint typecheck
+	$(RUN) pytest -q
+
+clean:
+	rm -rf .venv .tollgate .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,116 @@
+"""Parsing and facts: the exports as real CRMs write them, and the ways they go wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.analyzer.ingest import BadInputError, ingest, parse_contacts, parse_opportunities
+from shared.artifacts import ArtifactStore
+from shared.contracts import IngestRequest, KeyValue
+from shared.datasets import read_contacts, read_opportunities
+from tests.conftest import ARTICLE
+
+HEADER = "id,name,company,title,created_date"
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> str:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8", newline="")
+    return str(path)
+
+
+def test_bom_crlf_quoted_fields_and_extra_columns(tmp_path: Path) -> None:
+    text = ("\ufeffid,name,company,title,created_date,region\r\n"
+            '1,"Smith, John","Acme, Inc.","CEO ""interim""",2024-01-15,EMEA\r\n'
+            '2,"Ann\nLee",Beta,,,APAC\r\n')
+    contacts = list(parse_contacts(write(tmp_path, "c.csv", text)))
+    assert [c.id for c in contacts] == ["1", "2"]
+    assert contacts[0].name == "Smith, John" and contacts[0].company == "Acme, Inc."
+    assert contacts[0].title == 'CEO "interim"'
+    assert contacts[0].extra == [KeyValue(key="region", value="EMEA")]
+    assert contacts[1].name == "Ann\nLee" and contacts[1].created_date is None
+    assert contacts[1].quality_flags == ["missing_title"]
+
+
+def test_quality_flags_are_computed_not_guessed(tmp_path: Path) -> None:
+    text = f"{HEADER}\n1,john smith,Acme,CEO,\n2,John  Smith,,CTO,\n3,ANNE LEE,Beta,Dev,\n"
+    flags = [c.quality_flags for c in parse_contacts(write(tmp_path, "c.csv", text))]
+    assert flags == [["odd_capitalisation"], ["missing_company", "duplicate_name"], ["odd_capitalisation"]]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "c.csv: the file is empty; expected a header row with columns id, name, company, title, created_date"),
+        ("id,name,company\n1,a,b\n",
+         "c.csv: missing column(s) title, created_date; the header has id, name, company but needs id, name, "
+         "company, title, created_date"),
+        (f"{HEADER}\n", "c.csv: has a header but no data rows"),
+        (f"{HEADER}\n1,a,b,c,2024-13-40\n", "c.csv, row 1, column 'created_date': '2024-13-40' is not a date "
+                                            "(expected YYYY-MM-DD)"),
+        (f"{HEADER}\n1,a,b,c,\n1,d,e,f,\n", "c.csv, row 2, column 'id': id '1' appears more than once"),
+        (f"{HEADER}\n,a,b,c,\n", "c.csv, row 1, column 'id': the id is empty"),
+        (f"{HEADER}\n1,a,b\n", "c.csv, row 1: has 3 fields but the header has 5"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "c.csv: not a CSV file: it contains binary data"),
+        (b"id,name,company,title,created_date\n1,\xff\xfe,b,c,\n",
+         "c.csv: line 2 is not UTF-8 text; export the CSV as UTF-8"),
+    ],
+)
+def test_bad_contacts_name_file_row_and_column(tmp_path: Path, content: str | bytes, message: str) -> None:
+    path = write(tmp_path, "c.csv", content)
+    store = ArtifactStore(tmp_path / "store")
+    request = IngestRequest(run_id="r", contacts_path=path, opportunities_path=str(ARTICLE / "crm_opportunities.csv"),
+                            contact_chunk_size=10, opportunity_chunk_size=10)
+    with pytest.raises(BadInputError) as caught:
+        ingest(store, request, lambda _: None)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("1,Deal,Won,abc,1,2024-01-01", "o.csv, row 1, column 'amount': 'abc' is not a number"),
+        ("1,Deal,Won,-5,1,2024-01-01", "o.csv, row 1, column 'amount': '-5' is not a non-negative amount"),
+        ("1,Deal,Won,nan,1,2024-01-01", "o.csv, row 1, column 'amount': 'nan' is not a non-negative amount"),
+        ("1,Deal,Won,5,1,soon", "o.csv, row 1, column 'close_date': 'soon' is not a date (expected YYYY-MM-DD)"),
+    ],
+)
+def test_bad_opportunities(tmp_path: Path, row: str, message: str) -> None:
+    path = write(tmp_path, "o.csv", f"id,name,stage,amount,contact_id,close_date\n{row}\n")
+    with pytest.raises(BadInputError) as caught:
+        list(parse_opportunities(path, {"1"}))
+    assert str(caught.value) == message
+
+
+def test_amounts_with_currency_formatting_are_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "o.csv", 'id,name,stage,amount,contact_id,close_date\n1,D,Won,"$1,250.50",9,\n')
+    [opportunity] = parse_opportunities(path, {"1"})
+    assert opportunity.amount == 1250.5 and opportunity.quality_flags == ["unknown_contact"]
+
+
+def test_ingest_chunks_the_data_and_computes_the_facts(tmp_path: Path) -> None:
+    contacts = write(tmp_path, "c.csv", f"{HEADER}\n" + "".join(
+        f"{i},P{i},{'Acme' if i % 3 else 'Beta'},{'CEO' if i == 1 else 'Eng'},2024-01-01\n" for i in range(1, 12)))
+    opportunities = write(tmp_path, "o.csv", "id,name,stage,amount,contact_id,close_date\n1,A,Closed Won,100,1,\n"
+                          "2,B,Closed Lost,50,2,\n3,C,Negotiation,50,99,\n4,D,closed won,0,98,\n")
+    store = ArtifactStore(tmp_path / "store")
+    beats: list[int] = []
+    result = ingest(store, IngestRequest(run_id="r1", contacts_path=contacts, opportunities_path=opportunities,
+                                         contact_chunk_size=4, opportunity_chunk_size=3), beats.append)
+    assert result.contacts.rows == 11 and len(result.contacts.chunks) == 3
+    assert [c.id for c in read_contacts(store, result.contacts.chunks[2])] == ["9", "10", "11"]
+    assert [o.id for o in read_opportunities(store, result.opportunities.chunks[1])] == ["4"]
+    assert beats, "ingest heartbeats while it streams"
+    c, o = result.facts.contacts, result.facts.opportunities
+    assert (c.total_contacts, c.unique_companies, c.top_company, c.top_company_contacts) == (11, 2, "Acme", 8)
+    assert c.unique_titles == 2
+    assert (o.pipeline_value, o.won_value, o.lost_value) == (200.0, 100.0, 50.0)
+    assert o.win_rate_by_value_pct == 50.0 and o.average_deal_value == 50.0
+    assert o.orphan_opportunities == 2 and o.orphan_opportunity_ids == ["3", "4"]
+    assert {(s.stage, s.count) for s in o.stage_breakdown} == {
+        ("Closed Won", 1), ("closed won", 1), ("Closed Lost", 1), ("Negotiation", 1)}

@@ -1,0 +1,102 @@
+"""The LLM client path: provider selection, structured answers, and provider failures as Temporal errors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import BaseModel
+from temporalio.exceptions import ApplicationError
+
+from services.analyzer.agents import ContactLabels, contact_request_schema
+from shared.llm import LlmCall, ask_structured, parse_structured, resolve_endpoint
+from shared.settings import Settings
+from tests.scripted_llm import ScriptedLlm
+
+PROMPT = 'CONTACTS (2):\n{"id":"1","title":"CEO"}\n{"id":"2","title":"Intern"}'
+
+
+def settings_for(llm: ScriptedLlm) -> Settings:
+    return Settings(llm_provider="openai-compatible", llm_base_url=llm.base_url, llm_model="scripted",
+                    llm_timeout_seconds=2)
+
+
+async def ask(llm: ScriptedLlm, run: str) -> ContactLabels | None:
+    settings = settings_for(llm)
+    answer = await ask_structured(
+        resolve_endpoint(settings), settings, LlmCall(run, "contacts/chunk-00000", 1, "contact-enricher"),
+        instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
+        answer_type=ContactLabels, max_tokens=100,
+    )
+    assert answer.usage.calls == 1 and answer.usage.input_tokens > 0
+    return answer.value
+
+
+async def test_structured_answer_through_agno_and_http(scripted_llm: ScriptedLlm) -> None:
+    labels = await ask(scripted_llm, "llm-ok")
+    assert labels is not None
+    assert [(c.id, c.seniority, c.decision_maker) for c in labels.contacts] == [
+        ("1", "executive", True), ("2", "junior", False)]
+    [request] = scripted_llm.requests_for("llm-ok")
+    body = request.body
+    assert body["temperature"] == 0 and body["seed"] == 7 and body["max_tokens"] == 100
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema["$defs"]["ContactLabel"]["properties"]["id"]["enum"] == ["1", "2"]
+    assert schema["properties"]["contacts"]["minItems"] == schema["properties"]["contacts"]["maxItems"] == 2
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "error_type", "non_retryable", "delay"),
+    [
+        ("http_429", "LlmRateLimited", False, timedelta(seconds=1)),
+        ("http_500", "LlmUnavailable", False, None),
+        ("http_401", "LlmRequestRejected", True, None),
+        ("slow:4", "LlmUnavailable", False, None),
+    ],
+)
+async def test_provider_failures_map_to_retry_behaviour(scripted_llm: ScriptedLlm, behaviour: str, error_type: str,
+                                                        non_retryable: bool, delay: timedelta | None) -> None:
+    run = f"llm-{behaviour}"
+    scripted_llm.script(run, "contacts/chunk-00000", "contact-enricher", [behaviour])
+    with pytest.raises(ApplicationError) as caught:
+        await ask(scripted_llm, run)
+    assert caught.value.type == error_type
+    assert caught.value.non_retryable is non_retryable
+    assert caught.value.next_retry_delay == delay
+    assert "contacts/chunk-00000 (attempt 1)" in caught.value.message
+
+
+async def test_malformed_answer_is_returned_as_a_schema_error(scripted_llm: ScriptedLlm) -> None:
+    scripted_llm.script("llm-bad", "contacts/chunk-00000", "contact-enricher", ["malformed_json"])
+    settings = settings_for(scripted_llm)
+    answer = await ask_structured(
+        resolve_endpoint(settings), settings, LlmCall("llm-bad", "contacts/chunk-00000", 1, "contact-enricher"),
+        instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
+        answer_type=ContactLabels, max_tokens=100,
+    )
+    assert answer.value is None
+    assert answer.schema_error is not None and "JSON" in answer.schema_error
+
+
+class Pair(BaseModel):
+    a: int
+    b: str
+
+
+def test_parse_structured_reports_fields() -> None:
+    assert parse_structured('{"a": 1, "b": "x"}', Pair) == (Pair(a=1, b="x"), None)
+    value, error = parse_structured('{"a": "one"}', Pair)
+    assert value is None and error is not None
+    assert "a: Input should be a valid integer" in error and "b: Field required" in error
+    assert parse_structured(None, Pair) == (None, "the answer was empty")
+
+
+def test_provider_selection() -> None:
+    assert Settings(_env_file=None).resolved_provider() == "local"
+    assert Settings(openai_api_key="sk-test").resolved_provider() == "openai"
+    assert Settings(llm_base_url="http://x/v1").resolved_provider() == "openai-compatible"
+    with pytest.raises(ValueError, match="needs TOLLGATE_LLM_BASE_URL and TOLLGATE_LLM_MODEL"):
+        resolve_endpoint(Settings(llm_provider="openai-compatible"))
+    endpoint = resolve_endpoint(Settings(openai_api_key="sk-test"))
+    assert (endpoint.provider, endpoint.model_id) == ("openai", "gpt-4o-mini")
+    assert "sk-test" not in repr(endpoint)

@@ -1,0 +1,186 @@
+"""The gated pipeline end to end: real Temporal server, three worker processes, scripted LLM over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+
+from services.orchestrator.cli import failure_reason, start_run
+from shared.contracts import RunResult
+from tests.conftest import ARTICLE, Stack
+from tests.scripted_llm import ScriptedLlm
+
+CONTACTS = ARTICLE / "crm_contacts.csv"
+OPPORTUNITIES = ARTICLE / "crm_opportunities.csv"
+
+
+async def start(client: Client, stack: Stack, run_id: str, contacts: Path = CONTACTS,
+                opportunities: Path = OPPORTUNITIES, **settings: Any) -> WorkflowHandle[object, RunResult]:
+    return await start_run(client, stack.settings.model_copy(update=settings), contacts, opportunities, run_id)
+
+
+async def finish(handle: WorkflowHandle[object, RunResult]) -> RunResult:
+    return await asyncio.wait_for(handle.result(), timeout=90)
+
+
+async def fail(handle: WorkflowHandle[object, RunResult]) -> str:
+    with pytest.raises(WorkflowFailureError) as caught:
+        await asyncio.wait_for(handle.result(), timeout=90)
+    return failure_reason(caught.value)
+
+
+async def test_clean_run_produces_the_correct_report(client: Client, stack: Stack, scripted_llm: ScriptedLlm,
+                                                     run_id: str) -> None:
+    result = await finish(await start(client, stack, run_id))
+    report = result.report
+    contacts, opportunities = report.facts.contacts, report.facts.opportunities
+    assert (contacts.total_contacts, contacts.unique_companies, contacts.top_company) == (5, 3, "Acme Corp")
+    assert contacts.top_company_contacts == 3 and contacts.unique_titles == 5
+    assert [(c.key, c.count) for c in contacts.company_distribution] == [("Acme Corp", 3), ("DataCo", 1),
+                                                                         ("TechStart", 1)]
+    assert (opportunities.total_opportunities, opportunities.pipeline_value, opportunities.won_value) == (
+        4, 155000.0, 80000.0)
+    assert opportunities.win_rate_by_value_pct == 51.6
+    assert {(s.stage, s.count, s.value) for s in opportunities.stage_breakdown} == {
+        ("Closed Won", 2, 80000.0), ("Negotiation", 1, 50000.0), ("Prospecting", 1, 25000.0)}
+    assert opportunities.orphan_opportunities == 0
+    assert report.summary.enriched_contacts == 5 and report.summary.assessed_opportunities == 4
+    assert report.summary.decision_makers == 4
+    assert len(report.insights) == 3
+    assert report.gates.gated_steps == 3 and report.gates.attempts == 3
+    assert sum(x.rejections for x in report.gates.rejections_by_layer) == 0
+    assert report.usage.calls == 6  # three analyses and three AI reviews
+    store_root = stack.settings.artifact_root
+    markdown = (store_root / result.report_markdown.key).read_text()
+    assert "| 1 | executive | executive | yes |" in markdown
+    lines = (store_root / report.enrichments.key).read_text().splitlines()
+    assert len(lines) == 9
+
+
+async def test_wrong_figure_is_caught_by_rules_and_the_retry_carries_the_reason(
+        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str) -> None:
+    scripted_llm.script(run_id, "insights", "insights", ["wrong_figure", "correct"])
+    report = (await finish(await start(client, stack, run_id))).report
+
+    requests = scripted_llm.requests_for(run_id, "insights", "insights")
+    assert len(requests) == 2
+    assert "REJECTED" not in requests[0].prompt
+    assert "insight 1 cites pipeline_value = 156000 but it is 155000" in requests[1].prompt
+    # the rules rejected it, so the AI validator was asked only about the second attempt
+    assert len(scripted_llm.requests_for(run_id, "insights", "validator")) == 1
+    layers = {x.layer: x.rejections for x in report.gates.rejections_by_layer}
+    assert layers == {"deterministic": 1, "ai": 0}
+    assert report.gates.steps_fixed_by_retry == 1
+    [rejected] = report.gates.rejected_steps
+    assert rejected.step == "insights" and rejected.attempts == 2
+    assert rejected.rejections[0].failed_checks[0].check == "wrong_figure"
+
+
+async def test_ai_rejection_reruns_only_that_step(client: Client, stack: Stack, scripted_llm: ScriptedLlm,
+                                                  run_id: str) -> None:
+    scripted_llm.script(run_id, "contacts/chunk-00000", "validator", ["ai_reject", "correct"])
+    report = (await finish(await start(client, stack, run_id))).report
+
+    assert len(scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")) == 2
+    assert len(scripted_llm.requests_for(run_id, "opportunities/chunk-00000", "opportunity-risk")) == 1
+    assert len(scripted_llm.requests_for(run_id, "insights", "insights")) == 1
+    retry = scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")[1]
+    assert "contact 1: the rationale does not fit the record" in retry.prompt
+    layers = {x.layer: x.rejections for x in report.gates.rejections_by_layer}
+    assert layers == {"deterministic": 0, "ai": 1}
+
+
+async def test_spent_budget_stops_the_run_naming_the_step_and_reasons(
+        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str) -> None:
+    scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["invent_ids"])
+    reason = await fail(await start(client, stack, run_id, gate_attempts=3))
+
+    assert "step contacts/chunk-00000 was rejected 3 times" in reason
+    assert "contact id 99999 is not in the input" in reason
+    assert "contact id 5 was not answered" in reason
+    assert len(scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")) == 3
+    assert scripted_llm.requests_for(run_id, "insights") == []  # nothing downstream ran
+
+
+async def test_malformed_json_is_a_schema_rejection_fixed_by_retry(
+        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str) -> None:
+    scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["malformed_json", "correct"])
+    report = (await finish(await start(client, stack, run_id))).report
+    [rejected] = report.gates.rejected_steps
+    assert rejected.rejections[0].failed_checks[0].check == "schema"
+    retry = scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")[1]
+    assert "REJECTED" in retry.prompt and "JSON" in retry.prompt
+
+
+async def test_activity_exceptions_are_retried_by_temporal(client: Client, stack: Stack, scripted_llm: ScriptedLlm,
+                                                           run_id: str) -> None:
+    scripted_llm.script(run_id, "opportunities/chunk-00000", "opportunity-risk", ["http_500", "correct"])
+    scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["http_429", "correct"])
+    scripted_llm.script(run_id, "insights", "insights", ["slow:5", "correct"])  # past the 3 s client timeout
+    report = (await finish(await start(client, stack, run_id))).report
+
+    for step, agent in [("opportunities/chunk-00000", "opportunity-risk"),
+                        ("contacts/chunk-00000", "contact-enricher"), ("insights", "insights")]:
+        requests = scripted_llm.requests_for(run_id, step, agent)
+        assert len(requests) == 2, step
+        assert {r.attempt for r in requests} == {1}, "a provider failure is a Temporal retry, not a gate attempt"
+    assert report.gates.attempts == 3 and report.gates.rejected_steps == []
+
+
+async def test_rate_limit_waits_for_retry_after(client: Client, stack: Stack, scripted_llm: ScriptedLlm,
+                                                run_id: str) -> None:
+    scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["http_429", "correct"])
+    await finish(await start(client, stack, run_id))
+    first, second = scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")
+    assert second.received - first.received >= 0.95  # the server said Retry-After: 1
+
+
+async def test_branches_run_in_parallel(client: Client, stack: Stack, scripted_llm: ScriptedLlm,
+                                        run_id: str) -> None:
+    scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["slow:1.5"])
+    scripted_llm.script(run_id, "opportunities/chunk-00000", "opportunity-risk", ["slow:1.5"])
+    await finish(await start(client, stack, run_id))
+    [contacts] = scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")
+    [opportunities] = scripted_llm.requests_for(run_id, "opportunities/chunk-00000", "opportunity-risk")
+    # each request is answered 1.5 s after it arrives: they overlap iff each arrived before the other was answered
+    assert abs(contacts.received - opportunities.received) < 1.5
+
+
+async def test_chunks_fan_out_across_batches(client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str,
+                                             tmp_path: Path) -> None:
+    contacts = tmp_path / "contacts.csv"
+    rows = [f"{i},Person {i},Company {i % 7},{'CEO' if i % 10 == 0 else 'Engineer'},2024-01-01" for i in range(1, 48)]
+    contacts.write_text("id,name,company,title,created_date\n" + "\n".join(rows) + "\n")
+    result = await finish(await start(client, stack, run_id, contacts=contacts, contact_chunk_size=5,
+                                      chunks_per_batch=3, max_parallel_chunks=2))
+    report = result.report
+    assert report.summary.enriched_contacts == 47
+    assert report.gates.gated_steps == 10 + 1 + 1
+    steps = {r.step for r in scripted_llm.requests_for(run_id, agent="contact-enricher")}
+    assert steps == {f"contacts/chunk-{i:05d}" for i in range(10)}
+    children = [w.id async for w in client.list_workflows(f"WorkflowId STARTS_WITH '{run_id}.contacts.batch-'")]
+    assert len(children) == 4
+
+
+async def test_bad_csv_fails_fast_naming_file_row_and_column(client: Client, stack: Stack, run_id: str,
+                                                             tmp_path: Path) -> None:
+    bad = tmp_path / "opps.csv"
+    bad.write_text("id,name,stage,amount,contact_id,close_date\n1,Deal,Prospecting,lots,1,2024-01-01\n")
+    handle = await start(client, stack, run_id, opportunities=bad)
+    reason = await fail(handle)
+    assert reason == "opps.csv, row 1, column 'amount': 'lots' is not a number"
+    history = await handle.fetch_history()
+    started = [e for e in history.events if e.HasField("activity_task_started_event_attributes")]
+    assert len(started) == 1 and started[0].activity_task_started_event_attributes.attempt == 1
+
+
+async def test_duplicate_run_id_is_refused(client: Client, stack: Stack, run_id: str) -> None:
+    from services.orchestrator.cli import CliError
+
+    await finish(await start(client, stack, run_id))
+    with pytest.raises(CliError, match=f"run {run_id} already exists; follow it with `tollgate status {run_id}`"):
+        await start(client, stack, run_id)
