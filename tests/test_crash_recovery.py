@@ -11,7 +11,7 @@ import pytest
 
 from services.orchestrator.cli import start_run
 from shared.temporal import connect
-from tests.conftest import ARTICLE, Stack, make_stack
+from tests.harness import ARTICLE, Stack, make_stack
 from tests.scripted_llm import ScriptedLlm
 
 CHUNKS = 12

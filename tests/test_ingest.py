@@ -10,7 +10,7 @@ from services.analyzer.ingest import BadInputError, ingest, parse_contacts, pars
 from shared.artifacts import ArtifactStore
 from shared.contracts import IngestRequest, KeyValue
 from shared.datasets import read_contacts, read_opportunities
-from tests.conftest import ARTICLE
+from tests.harness import ARTICLE
 
 HEADER = "id,name,company,title,created_date"
 

@@ -11,7 +11,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from services.orchestrator.cli import failure_reason, start_run
 from shared.contracts import RunResult
-from tests.conftest import ARTICLE, Stack
+from tests.harness import ARTICLE, Stack
 from tests.scripted_llm import ScriptedLlm
 
 CONTACTS = ARTICLE / "crm_contacts.csv"

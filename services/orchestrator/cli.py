@@ -63,6 +63,16 @@ def run_options(settings: Settings) -> RunOptions:
     )
 
 
+async def _client(settings: Settings) -> Client:
+    try:
+        return await connect(settings)
+    except RuntimeError as error:
+        raise CliError(
+            f"cannot reach Temporal at {settings.temporal_address} ({str(error).split(':', 1)[0].lower()}); is the "
+            "stack running? `tollgate dev` starts one, TOLLGATE_TEMPORAL_ADDRESS points elsewhere"
+        ) from None
+
+
 def ui_link(settings: Settings, run_id: str) -> str:
     return f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{run_id}"
 
@@ -139,7 +149,7 @@ async def start_run(client: Client, settings: Settings, contacts: Path, opportun
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
-    client = await connect(settings)
+    client = await _client(settings)
     run_id = args.run_id or f"crm-{uuid.uuid4().hex[:12]}"
     handle = await start_run(client, settings, Path(args.contacts), Path(args.opportunities), run_id)
     out = sys.stderr if args.json else sys.stdout
@@ -162,7 +172,7 @@ async def _describe(client: Client, run_id: str) -> tuple[WorkflowHandle[object,
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> None:
-    client = await connect(settings)
+    client = await _client(settings)
     handle, status = await _describe(client, args.run_id)
     lines = [f"run {args.run_id}: {status}", f"Temporal UI: {ui_link(settings, args.run_id)}"]
     if status == "running":
@@ -178,7 +188,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def cmd_result(args: argparse.Namespace, settings: Settings) -> None:
-    client = await connect(settings)
+    client = await _client(settings)
     handle, status = await _describe(client, args.run_id)
     if status == "running" and not args.wait:
         raise CliError(f"run {args.run_id} is still running; add --wait to wait for it", EXIT_RUNNING)

@@ -1,0 +1,79 @@
+"""The ``tollgate`` command as a user runs it: a separate process against the running stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.harness import ARTICLE, ROOT, Stack
+from tests.scripted_llm import ScriptedLlm
+
+CONTACTS = str(ARTICLE / "crm_contacts.csv")
+OPPORTUNITIES = str(ARTICLE / "crm_opportunities.csv")
+
+
+async def tollgate(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services.orchestrator.cli", *args], env=stack.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    return await asyncio.to_thread(run)
+
+
+async def test_run_wait_prints_the_summary_and_ui_link(stack: Stack, run_id: str) -> None:
+    done = await tollgate(stack, "run", CONTACTS, OPPORTUNITIES, "--wait", "--run-id", run_id)
+    assert done.returncode == 0, done.stderr
+    assert f"run {run_id} started" in done.stdout
+    assert f"/namespaces/default/workflows/{run_id}" in done.stdout
+    assert "contacts 5 at 3 companies (top: Acme Corp, 3)" in done.stdout
+    assert "pipeline 155,000, won 80,000 (51.6% by value)" in done.stdout
+
+    status = await tollgate(stack, "status", run_id)
+    assert status.returncode == 0 and f"run {run_id}: completed" in status.stdout
+
+    result = await tollgate(stack, "result", run_id, "--json")
+    assert result.returncode == 0
+    report = json.loads(result.stdout)  # nothing but the report on stdout
+    assert report["run_id"] == run_id and report["facts"]["contacts"]["total_contacts"] == 5
+
+
+async def test_run_json_keeps_stdout_for_the_report(stack: Stack, run_id: str) -> None:
+    done = await tollgate(stack, "run", CONTACTS, OPPORTUNITIES, "--wait", "--json", "--run-id", run_id)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["facts"]["opportunities"]["pipeline_value"] == 155000.0
+    assert f"run {run_id} started" in done.stderr
+
+
+async def test_failed_run_exits_non_zero_with_the_reason(stack: Stack, scripted_llm: ScriptedLlm, run_id: str,
+                                                         tmp_path: Path) -> None:
+    scripted_llm.script(run_id, "opportunities/chunk-00000", "opportunity-risk", ["invent_ids"])
+    empty = tmp_path / "opps.csv"
+    empty.write_text("")
+    done = await tollgate(stack, "run", CONTACTS, str(empty), "--wait", "--run-id", run_id)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"tollgate: run {run_id} failed: opps.csv: the file is empty; expected a header row with columns "
+        "id, name, stage, amount, contact_id, close_date")
+    status = await tollgate(stack, "status", run_id)
+    assert status.returncode == 1 and f"run {run_id}: failed" in status.stdout
+
+
+async def test_usage_errors_are_one_line(stack: Stack, run_id: str) -> None:
+    missing = await tollgate(stack, "run", "nope.csv", OPPORTUNITIES)
+    assert missing.returncode == 2 and missing.stderr.strip() == "tollgate: nope.csv: file not found"
+    unknown = await tollgate(stack, "result", run_id)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == f"tollgate: no run {run_id}; `tollgate run` starts one"
+
+
+async def test_unreachable_temporal_is_a_clear_error(stack: Stack) -> None:
+    env = {**stack.env, "TOLLGATE_TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "services.orchestrator.cli", "status", "x"], env=env, cwd=ROOT,
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("tollgate: cannot reach Temporal at 127.0.0.1:1 (failed client connect); is the "
+                                  "stack running?")
