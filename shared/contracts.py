@@ -233,6 +233,7 @@ class ValidationTask(Contract):
     run_id: str
     step: str
     attempt: int
+    ai_review_sample: int
     output: StepOutput
     chunk: ArtifactRef | None = None
     insights_context: ArtifactRef | None = None
@@ -328,6 +329,7 @@ class RunOptions(Contract):
     chunks_per_batch: int
     max_parallel_chunks: int
     gate_attempts: int
+    ai_review_sample: int = Field(description="Records per chunk the AI validator reviews; 0 turns it off.")
     ingest: StepPolicy
     analysis: StepPolicy
     validation: StepPolicy

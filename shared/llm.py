@@ -112,8 +112,10 @@ def _build_model(endpoint: ModelEndpoint, settings: Settings, call: LlmCall, max
     common: dict[str, Any] = {
         "id": endpoint.model_id,
         "api_key": endpoint.api_key,
-        "temperature": 0.0,
-        "seed": settings.llm_seed,
+        # Greedy on the first attempt; a retry samples a little, with its own fixed seed, so that it can leave the
+        # answer the gate rejected instead of reproducing it token for token. Still reproducible run to run.
+        "temperature": 0.0 if call.attempt <= 1 else settings.llm_retry_temperature,
+        "seed": settings.llm_seed + call.attempt - 1,
         "max_tokens": max_tokens,
         "max_retries": 0,  # Temporal owns retries, so that every one is visible and bounded
         "http_client": endpoint.http_client,

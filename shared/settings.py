@@ -44,8 +44,12 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     llm_timeout_seconds: float = 110.0
     llm_seed: int = 7
-    local_model: LocalModel = "qwen2.5-coder-0.5b"
+    llm_retry_temperature: float = Field(default=0.4, ge=0.0, le=2.0)
+    local_model: LocalModel = "qwen2.5-coder-1.5b"
+    local_model_host: str = "127.0.0.1"
     local_model_port: int = 8091
+    local_model_slots: int = Field(default=1, ge=1, le=16)
+    local_model_context: int = Field(default=8192, ge=1024, description="Context tokens per slot.")
     model_cache_dir: Path | None = None
 
     # The pipeline (defaults for a run; each run carries its own copy)

@@ -39,6 +39,11 @@ def configure_logging(service: str) -> None:
     # Agno logs every provider error at ERROR with a traceback; our activities report them once, as failures.
     logging.getLogger("agno").setLevel(logging.CRITICAL)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The step is already in our messages; the SDK's dict of activity and workflow details only adds noise.
+    activity.logger.activity_info_on_message = False
+    from temporalio import workflow
+
+    workflow.logger.workflow_info_on_message = False
 
 
 async def serve(

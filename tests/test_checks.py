@@ -50,7 +50,9 @@ def test_ids_answered_exactly_once() -> None:
     [
         ("CEO", "executive", True, []),
         ("CEO", "junior", True, ["executive_title_seniority"]),
-        ("Co-Founder & CTO", "senior", False, ["executive_title_decision_maker"]),
+        ("Co-Founder & CTO", "senior", False, ["executive_title_seniority", "executive_title_decision_maker"]),
+        ("Head of Data", "junior", False, ["senior_title_seniority", "senior_title_decision_maker"]),
+        ("Director of Finance", "executive", True, []),
         ("President", "mid", True, ["executive_title_seniority"]),
         ("Vice President, Sales", "senior", True, []),
         ("Marketing Intern", "executive", True, ["junior_title_seniority", "junior_title_decision_maker"]),
@@ -58,6 +60,7 @@ def test_ids_answered_exactly_once() -> None:
         ("", "senior", False, ["blank_title_label"]),
         ("", "unknown", False, []),
         ("Developer", "senior", True, []),  # ambiguous titles are left to the AI layer
+        ("Account Executive", "unknown", False, ["titled_contact_unknown"]),
     ],
 )
 def test_title_rules(title: str, seniority: str, maker: bool, expected: list[str]) -> None:
@@ -68,7 +71,7 @@ def test_title_rules(title: str, seniority: str, maker: bool, expected: list[str
 def test_title_rule_reason_is_actionable() -> None:
     output = ContactChunkOutput(enrichments=[label("1", "junior", True)])
     [failure] = checks.check_contacts([contact("1", "CEO")], output)
-    assert failure.reason == "contact 1 has title 'CEO' but was labelled junior; that title is executive"
+    assert failure.reason == "contact 1 'CEO': seniority must be executive, not junior"
 
 
 def opportunity(id: str, stage: str) -> OpportunityRecord:

@@ -111,21 +111,29 @@ class AnalyzerActivities:
     @activity.defn(name=steps.ASSESS_OPPORTUNITIES)
     async def assess_opportunity_chunk(self, task: ChunkTask) -> StepOutput:
         records = await asyncio.to_thread(read_opportunities, self.store, task.chunk)
-        answer = await ask_structured(
-            self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "opportunity-risk"),
-            instructions=agents.OPPORTUNITY_INSTRUCTIONS,
-            prompt=agents.opportunity_prompt(records, task.feedback),
-            request_schema=agents.opportunity_request_schema([r.id for r in records]),
-            answer_type=agents.OpportunityLabels,
-            max_tokens=72 * len(records) + 64,
-        )
-        labels, error = answer.value, answer.schema_error
+        closed = [label for r in records if (label := agents.closed_deal_assessment(r)) is not None]
+        open_deals = [r for r in records if agents.closed_deal_assessment(r) is None]
+        labels: list[agents.OpportunityLabel] = []
+        error: str | None = None
+        usage = TokenUsage()
+        if open_deals:
+            answer = await ask_structured(
+                self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "opportunity-risk"),
+                instructions=agents.OPPORTUNITY_INSTRUCTIONS,
+                prompt=agents.opportunity_prompt(open_deals, task.feedback),
+                request_schema=agents.opportunity_request_schema([r.id for r in open_deals]),
+                answer_type=agents.OpportunityLabels,
+                max_tokens=72 * len(open_deals) + 64,
+            )
+            labels = answer.value.opportunities if answer.value else []
+            error, usage = answer.schema_error, answer.usage
         flags = {r.id: r.quality_flags for r in records}
+        order = {r.id: index for index, r in enumerate(records)}
+        answered = sorted(closed + labels, key=lambda label: order.get(label.id, len(order)))
         output = OpportunityChunkOutput(risks=[
-            OpportunityRisk(**label.model_dump(), quality_flags=flags.get(label.id, []))
-            for label in (labels.opportunities if labels else [])
+            OpportunityRisk(**label.model_dump(), quality_flags=flags.get(label.id, [])) for label in answered
         ])
-        return self._save(task.run_id, task.step, task.attempt, output, len(output.risks), error, answer.usage)
+        return self._save(task.run_id, task.step, task.attempt, output, len(output.risks), error, usage)
 
     @activity.defn(name=steps.AGGREGATE)
     def aggregate_enrichments(self, request: AggregateRequest) -> ArtifactRef:

@@ -24,8 +24,9 @@ from shared.contracts import (
     RiskLevel,
     Seniority,
 )
+from shared.titles import title_rank
 
-RATIONALE_CHARS = 80
+RATIONALE_CHARS = 40
 
 
 class _Answer(BaseModel):
@@ -119,6 +120,19 @@ def insights_request_schema(fact_names: Sequence[str]) -> type[BaseModel]:
     )
 
 
+CLOSED_STAGES = {"closed won": ("deal won; nothing at risk", "none"),
+                 "closed lost": ("deal lost; nothing left at risk", "post-mortem with the account owner")}
+
+
+def closed_deal_assessment(record: OpportunityRecord) -> OpportunityLabel | None:
+    """A closed deal has no open risk to judge: its assessment is a fact, written in code, not asked of a model."""
+    closed = CLOSED_STAGES.get(record.stage.strip().casefold())
+    if closed is None:
+        return None
+    reason, action = closed
+    return OpportunityLabel(id=record.id, risk="low", reason=reason, next_action=action)
+
+
 def _compact(row: dict[str, Any]) -> str:
     return json.dumps(row, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -135,20 +149,21 @@ def feedback_section(feedback: Sequence[FailedCheck]) -> str:
 
 
 CONTACT_INSTRUCTIONS = """You label CRM contacts by their job title.
-For every contact give:
-- seniority: executive (CEO, CTO, CFO, COO, Chief ..., Founder, President, Owner), senior (VP, Head, Director),
-  mid (Manager, Lead, Senior engineer), junior (Intern, Assistant, Junior, Trainee, Associate), unknown (blank title)
-- department: the function the title belongs to (executive for C-level and founders)
-- decision_maker: true only for executive and senior contacts
-- rationale: a few words quoting the title
+- seniority: executive, senior, mid, junior or unknown. When a contact has a "rank", that is its seniority.
+  Otherwise judge the title: Manager, Lead, Senior ... and Account Executive are mid; Analyst, Coordinator, Rep,
+  Assistant, Engineer, Developer, Recruiter are junior.
+- department: the function named in the title (sales, engineering, marketing, finance, product, hr, operations);
+  executive for C-level, founders and presidents; other when none fits; unknown for a blank title.
+- decision_maker: true for executive and senior, otherwise false.
+- rationale: a few words on why.
 Answer every id exactly once, only the ids given. Reply with JSON only."""
 
-OPPORTUNITY_INSTRUCTIONS = """You assess the risk of CRM opportunities.
+OPPORTUNITY_INSTRUCTIONS = """You assess the risk of open CRM opportunities.
 For every opportunity give:
-- risk: low, medium or high. Closed Won is low. Early stages (Prospecting, Qualification) with large amounts are
-  higher risk; Negotiation is medium.
-- reason: a few words naming the stage or amount
-- next_action: a short next step. Closed Lost deals get "none" or a post-mortem, never an action to close them.
+- risk: low, medium or high. Early stages (Prospecting, Qualification) with large amounts are high; Proposal and
+  Negotiation are medium; small deals are lower.
+- reason: a few words naming the stage or amount.
+- next_action: a short next step to move the deal forward.
 Answer every id exactly once, only the ids given. Reply with JSON only."""
 
 INSIGHTS_INSTRUCTIONS = """You write findings for a CRM report from computed figures.
@@ -157,14 +172,37 @@ each citation names a figure from FIGURES and copies its value exactly. Name onl
 Reply with JSON only."""
 
 
+def _notes(feedback: Sequence[FailedCheck]) -> dict[str, str]:
+    """The validator's reasons per record, to sit beside the record they are about: a small model reads a
+    correction next to its record far better than in a list at the end."""
+    notes: dict[str, list[str]] = {}
+    for item in feedback:
+        if item.record_id is not None:
+            notes.setdefault(item.record_id, []).append(item.reason)
+    return {key: "; ".join(value) for key, value in notes.items()}
+
+
+def _contact_line(record: ContactRecord, note: str | None) -> str:
+    row: dict[str, Any] = {"id": record.id, "title": record.title}
+    rank = title_rank(record.title)
+    if rank is not None:
+        row["rank"] = rank  # what the title settles beyond doubt; the validator holds the model to it
+    if note is not None:
+        row["REJECTED"] = note
+    return _compact(row)
+
+
 def contact_prompt(records: Sequence[ContactRecord], feedback: Sequence[FailedCheck]) -> str:
-    lines = "\n".join(_compact({"id": r.id, "title": r.title}) for r in records)
+    notes = _notes(feedback)
+    lines = "\n".join(_contact_line(r, notes.get(r.id)) for r in records)
     return f"CONTACTS ({len(records)}):\n{lines}{feedback_section(feedback)}"
 
 
 def opportunity_prompt(records: Sequence[OpportunityRecord], feedback: Sequence[FailedCheck]) -> str:
+    notes = _notes(feedback)
     lines = "\n".join(
-        _compact({"id": r.id, "name": r.name, "stage": r.stage, "amount": r.amount, "close": r.close_date})
+        _compact({"id": r.id, "name": r.name, "stage": r.stage, "amount": r.amount, "close": r.close_date,
+                  **({"REJECTED": notes[r.id]} if r.id in notes else {})})
         for r in records
     )
     return f"OPPORTUNITIES ({len(records)}):\n{lines}{feedback_section(feedback)}"

@@ -27,6 +27,8 @@ from shared.contracts import Report, RunOptions, RunProgress, RunRequest, RunRes
 from shared.settings import Settings, get_settings
 from shared.temporal import connect
 
+DEMO_CONTACTS = 24
+DEMO_OPPORTUNITIES = 16
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_RUNNING = 3
@@ -55,6 +57,7 @@ def run_options(settings: Settings) -> RunOptions:
         chunks_per_batch=settings.chunks_per_batch,
         max_parallel_chunks=settings.max_parallel_chunks,
         gate_attempts=settings.gate_attempts,
+        ai_review_sample=settings.ai_review_sample,
         ingest=StepPolicy(start_to_close=ingest, schedule_to_close=ingest * 2, heartbeat=heartbeat * 3, max_attempts=3),
         analysis=StepPolicy(start_to_close=analysis, schedule_to_close=analysis * 5, heartbeat=heartbeat,
                             max_attempts=5),
@@ -210,6 +213,14 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("run_id")
     result.add_argument("--json", action="store_true", help="print the whole report as JSON")
     result.add_argument("--wait", action="store_true", help="wait if the run is still going")
+    dev = sub.add_parser("dev", help="run the whole stack on this machine until Ctrl+C")
+    dev.add_argument("--analyzers", type=int, default=1, help="analyzer worker processes (default 1)")
+    dev.add_argument("--validators", type=int, default=1, help="validator worker processes (default 1)")
+    demo = sub.add_parser("demo", help="start the stack, analyze the sample export, print the report, stop")
+    demo.add_argument("--contacts", type=int, default=DEMO_CONTACTS, help="contacts of the sample to analyze")
+    demo.add_argument("--opportunities", type=int, default=DEMO_OPPORTUNITIES,
+                      help="opportunities of the sample to analyze")
+    demo.add_argument("--keep", action="store_true", help="leave the stack up afterwards, for the UI")
     return root
 
 
@@ -218,6 +229,12 @@ COMMANDS = {"run": cmd_run, "status": cmd_status, "result": cmd_result}
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = parser().parse_args(argv)
+    if args.command in ("dev", "demo"):
+        from services.orchestrator import demo
+
+        runner = demo.run_demo if args.command == "demo" else demo.run_dev_command
+        sys.stdout.flush()
+        os._exit(runner(args, get_settings()))
     if args.command == "run" and args.json and not args.wait:
         args.wait = True
     code = 0

@@ -66,6 +66,7 @@ class ChunkBatchWorkflow:
 
             async def validate(output: StepOutput) -> GateVerdict:
                 task = ValidationTask(run_id=request.run_id, step=step, attempt=output.attempt, output=output,
+                                      ai_review_sample=options.ai_review_sample,
                                       chunk=chunk)
                 return await run_step(
                     VALIDATE[request.branch], task, GateVerdict, options.validation, options.validator_queue,
@@ -136,6 +137,7 @@ class CrmAnalysisWorkflow:
 
         async def validate(output: StepOutput) -> GateVerdict:
             task = ValidationTask(run_id=request.run_id, step="insights", attempt=output.attempt, output=output,
+                                  ai_review_sample=options.ai_review_sample,
                                   insights_context=context)
             return await run_step(
                 steps.VALIDATE_INSIGHTS, task, GateVerdict, options.validation, options.validator_queue,

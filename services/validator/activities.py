@@ -88,7 +88,7 @@ class ValidatorActivities:
             ContactChunkOutput(enrichments=[])
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
-            sample = judge.spread_sample(output.enrichments, self.settings.ai_review_sample)
+            sample = judge.spread_sample(output.enrichments, task.ai_review_sample)
             return await self._judge(task, "contact", [e.id for e in sample], judge.contacts_prompt(records, sample))
 
         return await self._gate(task, lambda: checks.check_contacts(records, output), ai)
@@ -101,7 +101,9 @@ class ValidatorActivities:
             else OpportunityChunkOutput(risks=[])
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
-            sample = judge.spread_sample(output.risks, self.settings.ai_review_sample)
+            # closed deals are assessed in code and fully covered by the rules; the model reviews the open ones
+            closed = {r.id for r in records if r.stage.strip().casefold() in ("closed won", "closed lost")}
+            sample = judge.spread_sample([r for r in output.risks if r.id not in closed], task.ai_review_sample)
             return await self._judge(task, "opportunity", [r.id for r in sample],
                                      judge.opportunities_prompt(records, sample))
 
@@ -118,7 +120,7 @@ class ValidatorActivities:
             InsightsOutput.model_construct(insights=[])
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
-            ids = [str(n) for n in range(1, len(output.insights) + 1)] if self.settings.ai_review_sample else []
+            ids = [str(n) for n in range(1, len(output.insights) + 1)] if task.ai_review_sample else []
             return await self._judge(task, "insight", ids, judge.insights_prompt(context, output))
 
         return await self._gate(task, lambda: checks.check_insights(context, output, companies), ai)

@@ -19,26 +19,13 @@ from shared.contracts import (
     OpportunityChunkOutput,
     OpportunityRecord,
 )
+from shared.titles import title_rank
 
-EXECUTIVE_TITLE = re.compile(
-    r"\b(ceo|cto|cfo|coo|cmo|cio|cro|chief|founder|co-?founder|owner|managing director)\b", re.IGNORECASE
-)
-PRESIDENT = re.compile(r"\bpresident\b", re.IGNORECASE)
-VICE = re.compile(r"\b(vice|vp|svp|evp)\b", re.IGNORECASE)
-JUNIOR_TITLE = re.compile(r"\b(intern|internship|trainee|apprentice|student|working student)\b", re.IGNORECASE)
 CLOSING_ACTION = re.compile(
     r"\b(close|closing|sign|signature|negotiat\w*|contract|proposal|push|discount|demo|follow[- ]?up)\b",
     re.IGNORECASE,
 )
 NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
-
-
-def is_executive_title(title: str) -> bool:
-    return bool(EXECUTIVE_TITLE.search(title)) or (bool(PRESIDENT.search(title)) and not VICE.search(title))
-
-
-def is_junior_title(title: str) -> bool:
-    return bool(JUNIOR_TITLE.search(title))
 
 
 def check_ids(kind: str, expected: Sequence[str], answered: Iterable[str]) -> list[FailedCheck]:
@@ -71,38 +58,40 @@ def check_contacts(records: Sequence[ContactRecord], output: ContactChunkOutput)
         title = titles.get(item.id)
         if title is None:
             continue
-        if not title:
-            if item.seniority != "unknown":
+        rank = title_rank(title)
+        if rank is None and item.seniority == "unknown":
+            failures.append(FailedCheck(
+                check="titled_contact_unknown", record_id=item.id,
+                reason=f"contact {item.id} {title!r} has a title: judge its seniority from it, unknown is only for "
+                "a blank title",
+            ))
+        elif rank == "unknown" and item.seniority != "unknown":
+            failures.append(FailedCheck(
+                check="blank_title_label", record_id=item.id,
+                reason=f"contact {item.id} has no title: seniority must be unknown, not {item.seniority}",
+            ))
+        elif rank in ("executive", "senior"):
+            allowed = ("executive",) if rank == "executive" else ("executive", "senior")
+            if item.seniority not in allowed:
                 failures.append(FailedCheck(
-                    check="blank_title_label", record_id=item.id,
-                    reason=f"contact {item.id} has no title but was labelled {item.seniority}; a blank title is "
-                    "seniority unknown",
-                ))
-            continue
-        if is_executive_title(title):
-            if item.seniority in ("junior", "mid", "unknown"):
-                failures.append(FailedCheck(
-                    check="executive_title_seniority", record_id=item.id,
-                    reason=f"contact {item.id} has title {title!r} but was labelled {item.seniority}; "
-                    "that title is executive",
+                    check=f"{rank}_title_seniority", record_id=item.id,
+                    reason=f"contact {item.id} {title!r}: seniority must be {rank}, not {item.seniority}",
                 ))
             if not item.decision_maker:
                 failures.append(FailedCheck(
-                    check="executive_title_decision_maker", record_id=item.id,
-                    reason=f"contact {item.id} has title {title!r}, a decision maker, but decision_maker is false",
+                    check=f"{rank}_title_decision_maker", record_id=item.id,
+                    reason=f"contact {item.id} {title!r}: decision_maker must be true",
                 ))
-        if is_junior_title(title):
+        elif rank == "junior":
             if item.seniority in ("executive", "senior"):
                 failures.append(FailedCheck(
                     check="junior_title_seniority", record_id=item.id,
-                    reason=f"contact {item.id} has title {title!r} but was labelled {item.seniority}; "
-                    "that title is junior",
+                    reason=f"contact {item.id} {title!r}: seniority must be junior, not {item.seniority}",
                 ))
             if item.decision_maker:
                 failures.append(FailedCheck(
                     check="junior_title_decision_maker", record_id=item.id,
-                    reason=f"contact {item.id} has title {title!r}, not a decision maker, but decision_maker is "
-                    "true",
+                    reason=f"contact {item.id} {title!r}: decision_maker must be false",
                 ))
     return failures
 
@@ -121,7 +110,7 @@ def check_opportunities(records: Sequence[OpportunityRecord], output: Opportunit
         if stage == "closed won" and item.risk == "high":
             failures.append(FailedCheck(
                 check="won_deal_high_risk", record_id=item.id,
-                reason=f"opportunity {item.id} is Closed Won, so it cannot be at high risk; label it low",
+                reason=f"opportunity {item.id} is Closed Won: risk must be low, not high",
             ))
     return failures
 
