@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen --extra local
 
-.PHONY: install test lint typecheck unit demo dev clean
+.PHONY: install test lint typecheck demo dev clean
 
 install: .venv/.installed
 
@@ -21,6 +21,12 @@ typecheck: install
 
 test: lint typecheck
 	$(RUN) pytest -q
+
+demo: install
+	$(RUN) tollgate demo
+
+dev: install
+	$(RUN) tollgate dev
 
 clean:
 	rm -rf .venv .tollgate .mypy_cache .ruff_cache .pytest_cache

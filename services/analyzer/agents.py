@@ -143,19 +143,23 @@ def feedback_section(feedback: Sequence[FailedCheck]) -> str:
         return ""
     lines = [f"- {item.reason}" for item in feedback]
     return (
-        "\n\nYOUR PREVIOUS ANSWER WAS REJECTED by the validation gate. Fix every problem below and answer again:\n"
+        "\n\nYOUR PREVIOUS ANSWER WAS REJECTED by the validation gate. Answer again from scratch with every "
+        "problem below fixed; do not write about the problems themselves:\n"
         + "\n".join(lines)
     )
 
 
 CONTACT_INSTRUCTIONS = """You label CRM contacts by their job title.
-- seniority: executive, senior, mid, junior or unknown. When a contact has a "rank", that is its seniority.
-  Otherwise judge the title: Manager, Lead, Senior ... and Account Executive are mid; Analyst, Coordinator, Rep,
-  Assistant, Engineer, Developer, Recruiter are junior.
-- department: the function named in the title (sales, engineering, marketing, finance, product, hr, operations);
-  executive for C-level, founders and presidents; other when none fits; unknown for a blank title.
-- decision_maker: true for executive and senior, otherwise false.
-- rationale: a few words on why.
+seniority and decision_maker follow from the title's rank word:
+  CEO, CTO, CFO, COO, Chief, Founder, President, Owner -> executive, decision_maker true
+  VP, Vice President, Head, Director -> senior, decision_maker true
+  Manager, Lead, Senior, Account Executive -> mid, decision_maker false
+  Analyst, Coordinator, Rep, Assistant, Engineer, Developer, Recruiter, Intern -> junior, decision_maker false
+  blank title -> unknown, decision_maker false
+A contact given a "rank" has that seniority.
+department: the function named in the title (sales, engineering, marketing, finance, product, hr, operations);
+executive for C-level, founders and presidents; other when none fits; unknown for a blank title.
+rationale: the rank word and the function, at most five words.
 Answer every id exactly once, only the ids given. Reply with JSON only."""
 
 OPPORTUNITY_INSTRUCTIONS = """You assess the risk of open CRM opportunities.

@@ -62,8 +62,8 @@ def check_contacts(records: Sequence[ContactRecord], output: ContactChunkOutput)
         if rank is None and item.seniority == "unknown":
             failures.append(FailedCheck(
                 check="titled_contact_unknown", record_id=item.id,
-                reason=f"contact {item.id} {title!r} has a title: judge its seniority from it, unknown is only for "
-                "a blank title",
+                reason=f"contact {item.id} {title!r}: seniority must be senior, mid or junior, not unknown (unknown "
+                "is for a blank title)",
             ))
         elif rank == "unknown" and item.seniority != "unknown":
             failures.append(FailedCheck(
