@@ -90,9 +90,9 @@ def dev_env(tmp_path: Path, llm: ScriptedLlm, redis_port: int) -> dict[str, str]
     return env
 
 
-def tollgate(*args: str, env: dict[str, str], cwd: Path, **kwargs: object) -> subprocess.Popen[str]:
+def tollgate(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "services.orchestrator.cli", *args], env=env, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)  # type: ignore[call-overload]
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float) -> list[str]:
