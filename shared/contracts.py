@@ -169,6 +169,7 @@ class Insight(Contract):
     detail: Annotated[str, Field(min_length=1, max_length=400)]
     citations: list[FactCitation] = Field(min_length=1, max_length=4)
     companies: list[str] = Field(default_factory=list, max_length=4)
+    opportunities: list[str] = Field(default_factory=list, max_length=4, description="Ids of deals it names.")
 
 
 class ContactChunkOutput(Contract):
@@ -307,6 +308,7 @@ class InsightsContext(Contract):
     summary: EnrichmentSummary
     figures: list[FactCitation]
     companies: ArtifactRef = Field(description="Every company name in the contacts, one per line.")
+    opportunity_ids: ArtifactRef = Field(description="Every opportunity id, one per line.")
 
 
 class StepPolicy(Contract):

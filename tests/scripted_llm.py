@@ -188,13 +188,14 @@ def answer(request: Request, behaviour: str) -> str:
         pipeline = figures["pipeline_value"] + (1000 if behaviour == "wrong_figure" else 0)
         insights = [
             {"title": "Pipeline concentration", "detail": "Most value sits in a few deals.",
-             "citations": [{"fact": "pipeline_value", "value": pipeline}], "companies": []},
+             "citations": [{"fact": "pipeline_value", "value": pipeline}], "companies": [], "opportunities": []},
             {"title": "Win rate by value", "detail": "Won deals carry a large share of value.",
              "citations": [{"fact": "win_rate_by_value_pct", "value": figures["win_rate_by_value_pct"]}],
-             "companies": []},
+             "companies": [], "opportunities": []},
             {"title": "Contact coverage", "detail": "Contacts spread over several companies.",
              "citations": [{"fact": "total_contacts", "value": figures["total_contacts"]},
-                           {"fact": "unique_companies", "value": figures["unique_companies"]}], "companies": []},
+                           {"fact": "unique_companies", "value": figures["unique_companies"]}],
+             "companies": [], "opportunities": []},
         ]
         return json.dumps({"insights": insights})
     if request.agent == "validator":

@@ -109,7 +109,8 @@ def context() -> InsightsContext:
     figures = [FactCitation(fact="pipeline_value", value=155000.0),
                FactCitation(fact="win_rate_by_value_pct", value=51.6),
                FactCitation(fact="total_contacts", value=5.0)]
-    return InsightsContext(facts=facts, summary=summary, figures=figures, companies=ArtifactRef(key="c"))
+    return InsightsContext(facts=facts, summary=summary, figures=figures, companies=ArtifactRef(key="c"),
+                           opportunity_ids=ArtifactRef(key="o"))
 
 
 def insights(*items: Insight) -> InsightsOutput:
@@ -122,20 +123,22 @@ def test_insight_figures_must_match_with_rounding_tolerance() -> None:
     good = Insight(title="Win rate", detail="Won 52% of value, $155k pipeline.",
                    citations=[FactCitation(fact="win_rate_by_value_pct", value=51.6),
                               FactCitation(fact="pipeline_value", value=155000)])
-    assert checks.check_insights(context(), insights(good), {"acme corp"}) == []
+    assert checks.check_insights(context(), insights(good), {"acme corp"}, set()) == []
     wrong = Insight(title="Pipeline", detail="Big pipeline.", citations=[FactCitation(fact="pipeline_value",
                                                                                       value=165000)])
-    [failure] = checks.check_insights(context(), insights(wrong), set())
+    [failure] = checks.check_insights(context(), insights(wrong), set(), set())
     assert failure.reason == "insight 1 cites pipeline_value = 165000 but it is 155000"
 
 
 def test_insight_names_only_real_companies_and_figures() -> None:
     item = Insight(title="Globex leads", detail="Globex has 4,200 contacts.",
-                   citations=[FactCitation(fact="churn_rate", value=3)], companies=["Globex", "Acme Corp"])
-    found = [(f.check, f.reason) for f in checks.check_insights(context(), insights(item), {"acme corp"})]
+                   citations=[FactCitation(fact="churn_rate", value=3)], companies=["Globex", "Acme Corp"],
+                   opportunities=["7", "9"])
+    found = [(f.check, f.reason) for f in checks.check_insights(context(), insights(item), {"acme corp"}, {"7"})]
     assert found == [
         ("unknown_figure", "insight 1 cites 'churn_rate', which is not a figure; cite names from FIGURES only"),
         ("unknown_company", "insight 1 names company 'Globex', which is not in the contacts"),
+        ("unknown_opportunity", "insight 1 names opportunity '9', which is not in the export"),
         ("unsupported_number", "insight 1 states 4,200, which matches no computed figure; use the FIGURES"),
     ]
 

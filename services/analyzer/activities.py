@@ -175,9 +175,12 @@ class AnalyzerActivities:
         companies_ref = self.store.write_bytes(
             f"runs/{request.run_id}/companies.txt", "\n".join(c for c in companies if c).encode()
         )
+        ids_ref = self.store.write_bytes(
+            f"runs/{request.run_id}/opportunity-ids.txt", "\n".join(deals.get_column("id").to_list()).encode()
+        )
         context = InsightsContext(
             facts=request.facts, summary=summary, figures=citable_figures(request.facts, summary),
-            companies=companies_ref,
+            companies=companies_ref, opportunity_ids=ids_ref,
         )
         return self.store.write_model(f"runs/{request.run_id}/insights-context.json", context)
 

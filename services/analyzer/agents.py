@@ -61,6 +61,7 @@ class InsightAnswer(_Answer):
     detail: Annotated[str, Field(min_length=1, max_length=400)]
     citations: list[FactCitation] = Field(min_length=1, max_length=4)
     companies: list[str] = Field(default_factory=list, max_length=4)
+    opportunities: list[str] = Field(default_factory=list, max_length=4)
 
 
 class InsightAnswers(_Answer):
@@ -113,6 +114,7 @@ def insights_request_schema(fact_names: Sequence[str]) -> type[BaseModel]:
         detail=(_text(240), ...),
         citations=(Annotated[list[citation], Field(min_length=1, max_length=3)], ...),
         companies=(Annotated[list[Annotated[str, Field(max_length=60)]], Field(max_length=3)], ...),
+        opportunities=(Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=3)], ...),
     )
     return create_model(
         "InsightAnswers",
@@ -172,7 +174,8 @@ Answer every id exactly once, only the ids given. Reply with JSON only."""
 
 INSIGHTS_INSTRUCTIONS = """You write findings for a CRM report from computed figures.
 Write 3 to 5 insights. Each has a short title, a one or two sentence detail, and cites 1 to 3 figures:
-each citation names a figure from FIGURES and copies its value exactly. Name only companies listed in the facts.
+each citation names a figure from FIGURES and copies its value exactly. Name only companies from TOP COMPANIES
+and only deals from RISKIEST DEALS (by id, in "opportunities").
 Reply with JSON only."""
 
 
@@ -216,6 +219,8 @@ def insights_prompt(context: InsightsContext, feedback: Sequence[FailedCheck]) -
     figures = _compact({item.fact: item.value for item in context.figures})
     companies = ", ".join(item.key for item in context.facts.contacts.company_distribution[:10])
     stages = ", ".join(f"{s.stage}: {s.count}" for s in context.facts.opportunities.stage_breakdown[:8])
+    deals = ", ".join(f"{d.id} {d.name} ({d.amount:g}, {d.stage})" for d in context.summary.riskiest_deals[:5])
     return (
-        f"FIGURES: {figures}\nTOP COMPANIES: {companies}\nSTAGES: {stages}{feedback_section(feedback)}"
+        f"FIGURES: {figures}\nTOP COMPANIES: {companies}\nSTAGES: {stages}\nRISKIEST DEALS: {deals or 'none'}"
+        f"{feedback_section(feedback)}"
     )

@@ -116,6 +116,7 @@ class ValidatorActivities:
         companies = {
             line.casefold() for line in self.store.read_bytes(context.companies).decode().splitlines() if line
         }
+        opportunity_ids = set(self.store.read_bytes(context.opportunity_ids).decode().splitlines())
         output = self.store.read_model(task.output.output, InsightsOutput) if not task.output.schema_error else \
             InsightsOutput.model_construct(insights=[])
 
@@ -123,4 +124,4 @@ class ValidatorActivities:
             ids = [str(n) for n in range(1, len(output.insights) + 1)] if task.ai_review_sample else []
             return await self._judge(task, "insight", ids, judge.insights_prompt(context, output))
 
-        return await self._gate(task, lambda: checks.check_insights(context, output, companies), ai)
+        return await self._gate(task, lambda: checks.check_insights(context, output, companies, opportunity_ids), ai)

@@ -131,8 +131,9 @@ def _allowed_numbers(context: InsightsContext) -> list[float]:
     return values
 
 
-def check_insights(context: InsightsContext, output: InsightsOutput, companies: set[str]) -> list[FailedCheck]:
-    """Every cited figure equals the fact it names; every number and company in the text exists."""
+def check_insights(context: InsightsContext, output: InsightsOutput, companies: set[str],
+                   opportunity_ids: set[str]) -> list[FailedCheck]:
+    """Every cited figure equals the fact it names; every number, company and deal it names exists."""
     figures = {f.fact: f.value for f in context.figures}
     allowed = _allowed_numbers(context)
     failures: list[FailedCheck] = []
@@ -155,6 +156,12 @@ def check_insights(context: InsightsContext, output: InsightsOutput, companies: 
                 failures.append(FailedCheck(
                     check="unknown_company", record_id=str(number),
                     reason=f"insight {number} names company {company!r}, which is not in the contacts",
+                ))
+        for deal in insight.opportunities:
+            if deal not in opportunity_ids:
+                failures.append(FailedCheck(
+                    check="unknown_opportunity", record_id=str(number),
+                    reason=f"insight {number} names opportunity {deal!r}, which is not in the export",
                 ))
         for text in NUMBER.findall(f"{insight.title} {insight.detail}"):
             value = float(text.replace(",", ""))
