@@ -71,6 +71,7 @@ class Settings(BaseSettings):
 
     # Progress events and tracing seams
     redis_url: str = "redis://127.0.0.1:6379/0"
+    progress_buffer_size: int = Field(default=10_000, ge=1, description="Events held while Redis is away.")
 
     def resolved_provider(self) -> LlmProvider:
         """The provider in force: the explicit one, else the first whose credentials are present."""

@@ -157,8 +157,23 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     handle = await start_run(client, settings, Path(args.contacts), Path(args.opportunities), run_id)
     out = sys.stderr if args.json else sys.stdout
     print(f"run {run_id} started\nTemporal UI: {ui_link(settings, run_id)}", file=out, flush=True)
+    if args.follow:
+        await _follow(settings, run_id)
     if args.wait:
         await _await_result(handle, settings, args.json)
+
+
+async def _follow(settings: Settings, run_id: str) -> None:
+    from services.orchestrator.watch import watch
+
+    if await watch(settings.redis_url, run_id) != 0:
+        raise CliError(f"run {run_id} failed")
+
+
+async def cmd_watch(args: argparse.Namespace, settings: Settings) -> None:
+    client = await _client(settings)
+    await _describe(client, args.run_id)  # an unknown run is an error, not an endless wait
+    await _follow(settings, args.run_id)
 
 
 async def _describe(client: Client, run_id: str) -> tuple[WorkflowHandle[object, RunResult], str]:
@@ -207,6 +222,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--wait", action="store_true", help="wait for the report and print its summary")
     run.add_argument("--json", action="store_true", help="with --wait: print the whole report as JSON on stdout")
     run.add_argument("--run-id", help="the run's id (default: a new one)")
+    run.add_argument("--follow", action="store_true", help="follow the run's progress events until it ends")
+    watch = sub.add_parser("watch", help="replay a run's progress from the start and follow it until it ends")
+    watch.add_argument("run_id")
     status = sub.add_parser("status", help="show a run's state and progress")
     status.add_argument("run_id")
     result = sub.add_parser("result", help="print a finished run's report")
@@ -224,7 +242,7 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "result": cmd_result}
+COMMANDS = {"run": cmd_run, "status": cmd_status, "result": cmd_result, "watch": cmd_watch}
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -7,7 +7,7 @@ a crash between the analysis and its verdict resumes at the verdict.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -19,6 +19,16 @@ with workflow.unsafe.imports_passed_through():
     from shared.contracts import FailedCheck, GateRecord, GateVerdict, StepOutput, StepPolicy, TokenUsage
 
 R = TypeVar("R", bound=BaseModel)
+
+
+class GateEvents(Protocol):
+    """Where a gate announces its transitions (progress events); every method is awaited in workflow code."""
+
+    async def started(self, attempt: int) -> None: ...
+    async def verdict(self, verdict: GateVerdict) -> None: ...
+    async def retrying(self, attempt: int, feedback: list[FailedCheck]) -> None: ...
+    async def succeeded(self, attempt: int) -> None: ...
+    async def failed(self, attempt: int, verdict: GateVerdict) -> None: ...
 
 # Failures that no retry of the same activity can fix: Temporal gives up on them at once.
 NON_RETRYABLE = ["BadInput", "LlmRequestRejected", "GateBudgetSpent"]
@@ -67,22 +77,34 @@ async def run_gated_step(
     budget: int,
     analyze: Callable[[int, list[FailedCheck]], Awaitable[StepOutput]],
     validate: Callable[[StepOutput], Awaitable[GateVerdict]],
+    events: GateEvents | None = None,
 ) -> GateRecord:
     """Run one step through its gate, at most ``budget`` times; a spent budget fails the run, naming the step."""
     feedback: list[FailedCheck] = []
     rejections: list[GateVerdict] = []
     usage = TokenUsage()
     for attempt in range(1, budget + 1):
+        if events:
+            await events.started(attempt)
         output = await analyze(attempt, feedback)
         verdict = await validate(output)
+        if events:
+            await events.verdict(verdict)
         usage = usage + output.usage + verdict.usage
         if verdict.passed:
+            if events:
+                await events.succeeded(attempt)
             return GateRecord(step=step, attempts=attempt, passed=True, accepted_output=output.output,
                               rejections=rejections, usage=usage)
         rejections.append(_trimmed(verdict))
         feedback = verdict.failed_checks[:FEEDBACK_ITEMS]
         workflow.logger.info("gate rejected %s attempt %d (%s layer, %d checks failed)", step, attempt,
                              verdict.layer, verdict.failed_total)
+        if events:
+            if attempt < budget:
+                await events.retrying(attempt + 1, feedback)
+            else:
+                await events.failed(attempt, verdict)
     raise ApplicationError(
         budget_spent_message(step, budget, rejections[-1]),
         GateRecord(step=step, attempts=budget, passed=False, accepted_output=None, rejections=rejections,

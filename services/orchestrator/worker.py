@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import asyncio
 
+from services.orchestrator.progress import ProgressActivities
 from services.orchestrator.report import ReportActivities
 from services.orchestrator.workflows import ChunkBatchWorkflow, CrmAnalysisWorkflow
 from shared.artifacts import ArtifactStore
-from shared.settings import get_settings
+from shared.progress import ProgressPublisher
+from shared.settings import Settings, get_settings
 from shared.temporal import configure_logging, serve
+
+
+async def run(settings: Settings) -> None:
+    publisher = ProgressPublisher(settings.redis_url, buffer_size=settings.progress_buffer_size)
+    report = ReportActivities(ArtifactStore(settings.artifact_root))
+    progress = ProgressActivities(publisher)
+    try:
+        await serve(
+            settings,
+            task_queue=settings.orchestrator_queue,
+            workflows=[CrmAnalysisWorkflow, ChunkBatchWorkflow],
+            activities=[report.write_report, progress.publish_progress],
+        )
+    finally:
+        await publisher.close()
 
 
 def main() -> None:
     configure_logging("orchestrator")
-    settings = get_settings()
-    report = ReportActivities(ArtifactStore(settings.artifact_root))
-    asyncio.run(
-        serve(
-            settings,
-            task_queue=settings.orchestrator_queue,
-            workflows=[CrmAnalysisWorkflow, ChunkBatchWorkflow],
-            activities=[report.write_report],
-        )
-    )
+    asyncio.run(run(get_settings()))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ History stays bounded whatever the export's size: the parent records one child w
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from services.orchestrator.gate import run_gated_step, run_step
@@ -36,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         StepOutput,
         ValidationTask,
     )
+    from shared.events import BranchPlan, EventBody, EventKind, ProgressEvent
 
 ANALYZE = {"contacts": steps.ENRICH_CONTACTS, "opportunities": steps.ASSESS_OPPORTUNITIES}
 VALIDATE = {"contacts": steps.VALIDATE_CONTACTS, "opportunities": steps.VALIDATE_OPPORTUNITIES}
@@ -43,6 +46,50 @@ VALIDATE = {"contacts": steps.VALIDATE_CONTACTS, "opportunities": steps.VALIDATE
 
 def chunk_step(branch: Branch, index: int) -> str:
     return f"{branch}/chunk-{index:05d}"
+
+
+async def announce(run_id: str, kind: EventKind, step: str = "", attempt: int = 0, branch: Branch | None = None,
+                   body: EventBody | None = None) -> int:
+    """Publish one progress event (a local activity: I/O stays out of workflow code); returns events lost so far.
+
+    The id is made of what the history fixes (run, kind, step, attempt), so a replay announces the same id."""
+    event = ProgressEvent(
+        event_id=f"{run_id}:{kind}:{step}:{attempt}", run_id=run_id, kind=kind, step=step, attempt=attempt,
+        branch=branch, at=workflow.now(), body=body or EventBody(),
+    )
+    lost = await workflow.execute_local_activity(
+        steps.PUBLISH_PROGRESS, event, result_type=int, start_to_close_timeout=timedelta(seconds=10),
+        retry_policy=RetryPolicy(maximum_attempts=3),
+    )
+    return int(lost)
+
+
+class StepAnnouncer:
+    """A gate's transitions as progress events."""
+
+    def __init__(self, run_id: str, step: str, branch: Branch | None) -> None:
+        self.run_id, self.step, self.branch = run_id, step, branch
+
+    async def _say(self, kind: EventKind, attempt: int, body: EventBody | None = None) -> None:
+        await announce(self.run_id, kind, self.step, attempt, self.branch, body)
+
+    async def started(self, attempt: int) -> None:
+        await self._say("step_started", attempt)
+
+    async def verdict(self, verdict: GateVerdict) -> None:
+        await self._say("gate_verdict", verdict.attempt, EventBody(
+            passed=verdict.passed, layer=verdict.layer,
+            reasons=[c.reason for c in verdict.failed_checks[:12]], usage=verdict.usage))
+
+    async def retrying(self, attempt: int, feedback: list[FailedCheck]) -> None:
+        await self._say("retry_with_feedback", attempt, EventBody(reasons=[c.reason for c in feedback[:12]]))
+
+    async def succeeded(self, attempt: int) -> None:
+        await self._say("step_succeeded", attempt)
+
+    async def failed(self, attempt: int, verdict: GateVerdict) -> None:
+        await self._say("step_failed", attempt, EventBody(
+            layer=verdict.layer, reasons=[c.reason for c in verdict.failed_checks[:12]]))
 
 
 @workflow.defn(name=steps.BATCH_WORKFLOW)
@@ -73,7 +120,8 @@ class ChunkBatchWorkflow:
                 )
 
             async with slots:
-                return await run_gated_step(step, options.gate_attempts, analyze, validate)
+                return await run_gated_step(step, options.gate_attempts, analyze, validate,
+                                            StepAnnouncer(request.run_id, step, request.branch))
 
         gates = await asyncio.gather(
             *(gate_chunk(request.first_index + offset, chunk) for offset, chunk in enumerate(request.chunks))
@@ -97,6 +145,26 @@ class CrmAnalysisWorkflow:
 
     @workflow.run
     async def run(self, request: RunRequest) -> RunResult:
+        await announce(request.run_id, "run_started")
+        try:
+            result = await self._run(request)
+        except FailureError as error:
+            reason, cause = error.message, error.cause
+            while isinstance(cause, FailureError):  # the innermost message says what went wrong
+                reason = cause.message or reason
+                cause = cause.cause
+            await announce(request.run_id, "run_failed", self._progress.stage,
+                           body=EventBody(summary=reason[:2000]))
+            raise
+        report = result.report
+        await announce(request.run_id, "run_completed", body=EventBody(
+            report=result.report_markdown.key, usage=report.usage,
+            summary=f"{report.summary.enriched_contacts} contacts enriched, {report.summary.assessed_opportunities} "
+            f"opportunities assessed, {len(report.insights)} insights; "
+            f"{sum(x.rejections for x in report.gates.rejections_by_layer)} gate rejections"))
+        return result
+
+    async def _run(self, request: RunRequest) -> RunResult:
         options = request.options
         self._advance(stage="ingest")
         ingested = await run_step(
@@ -109,6 +177,10 @@ class CrmAnalysisWorkflow:
         )
         self._advance(stage="analysis",
                       chunks_total=len(ingested.contacts.chunks) + len(ingested.opportunities.chunks))
+        await announce(request.run_id, "ingest_done", body=EventBody(plans=[
+            BranchPlan(branch=d.branch, rows=d.rows, chunks=len(d.chunks))
+            for d in (ingested.contacts, ingested.opportunities)
+        ]))
         contact_gates, opportunity_gates = await asyncio.gather(
             self._branch(request.run_id, ingested.contacts, options),
             self._branch(request.run_id, ingested.opportunities, options),
@@ -143,7 +215,8 @@ class CrmAnalysisWorkflow:
                 steps.VALIDATE_INSIGHTS, task, GateVerdict, options.validation, options.validator_queue,
             )
 
-        insights_gate = await run_gated_step("insights", options.gate_attempts, analyze, validate)
+        insights_gate = await run_gated_step("insights", options.gate_attempts, analyze, validate,
+                                             StepAnnouncer(request.run_id, "insights", None))
         self._count(insights_gate)
 
         self._advance(stage="report")

@@ -1,0 +1,19 @@
+"""The orchestrator's progress activity: hands events to the publisher without waiting for Redis."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from shared import steps
+from shared.events import ProgressEvent
+from shared.progress import ProgressPublisher
+
+
+class ProgressActivities:
+    def __init__(self, publisher: ProgressPublisher) -> None:
+        self.publisher = publisher
+
+    @activity.defn(name=steps.PUBLISH_PROGRESS)
+    async def publish_progress(self, event: ProgressEvent) -> int:
+        """Queue the event for Redis and return at once; the result is how many of the run's events were lost."""
+        return self.publisher.submit(event)

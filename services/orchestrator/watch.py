@@ -1,0 +1,146 @@
+"""``tollgate watch``: replay a run's progress events from the start, then follow them live until it ends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from faststream.redis.parser import BinaryMessageFormatV1
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+from shared.events import ProgressEvent, run_stream
+
+DATA_KEY = b"__data__"
+
+
+def decode(fields: dict[bytes, bytes]) -> ProgressEvent:
+    """A stream entry as FastStream wrote it (its binary envelope around our JSON)."""
+    data = fields[DATA_KEY]
+    body = BinaryMessageFormatV1.parse(data)[0] if data.startswith(BinaryMessageFormatV1.IDENTITY_HEADER) else data
+    return ProgressEvent.model_validate_json(body)
+
+
+async def follow(redis: Redis, run_id: str, *, block_ms: int = 1000) -> AsyncIterator[ProgressEvent]:
+    """Every event of the run once, in sequence order, from the first; ends after run_completed or run_failed.
+
+    Survives Redis going away: it waits and resumes after the last entry it saw."""
+    last = "0"
+    seen: set[str] = set()
+    while True:
+        try:
+            answer: list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] = await redis.xread(
+                {run_stream(run_id): last}, block=block_ms, count=500
+            )  # type: ignore[assignment]
+        except (RedisError, OSError):
+            await asyncio.sleep(0.5)
+            continue
+        for _stream, entries in answer:
+            for entry_id, fields in entries:
+                last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                event = decode(fields)
+                if event.event_id in seen:  # a duplicate publish; the publisher drops them, this is belt and braces
+                    continue
+                seen.add(event.event_id)
+                yield event
+                if event.kind in ("run_completed", "run_failed"):
+                    return
+
+
+@dataclass
+class BranchTally:
+    chunks: int = 0
+    done: int = 0
+    rejections: int = 0
+    retries: int = 0
+    task: TaskID | None = None
+
+
+@dataclass
+class Watcher:
+    """Turns events into progress bars per branch and one line per gate verdict."""
+
+    console: Console
+    branches: dict[str, BranchTally] = field(default_factory=dict)
+    progress: Progress | None = None
+
+    def line(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, highlight=False, soft_wrap=True)
+        else:
+            self.console.print(text, highlight=False, soft_wrap=True)
+
+    def _tally(self, branch: str) -> BranchTally:
+        return self.branches.setdefault(branch, BranchTally())
+
+    def _refresh(self, branch: str) -> None:
+        tally = self._tally(branch)
+        if self.progress is None:
+            return
+        label = f"{branch:<13} {tally.rejections} rejected, {tally.retries} retried"
+        if tally.task is None:
+            tally.task = self.progress.add_task(label, total=tally.chunks or None)
+        self.progress.update(tally.task, completed=tally.done, total=tally.chunks or None, description=label)
+
+    def handle(self, event: ProgressEvent) -> None:
+        branch = event.branch or "insights"
+        step = f"{event.step} attempt {event.attempt}" if event.step else ""
+        if event.kind == "run_started":
+            self.line(f"#{event.seq} run {event.run_id} started")
+        elif event.kind == "ingest_done":
+            for plan in event.body.plans:
+                self._tally(plan.branch).chunks = plan.chunks
+                self._refresh(plan.branch)
+            self._tally("insights").chunks = 1
+            self._refresh("insights")
+            plans = ", ".join(f"{p.branch} {p.rows} rows in {p.chunks} chunks" for p in event.body.plans)
+            self.line(f"#{event.seq} ingested: {plans}")
+        elif event.kind == "gate_verdict":
+            outcome = "passed" if event.body.passed else "rejected"
+            reasons = "" if event.body.passed else ": " + "; ".join(event.body.reasons[:3])
+            self.line(f"#{event.seq} gate {step} {outcome} by the {event.body.layer} layer{reasons}")
+            if not event.body.passed:
+                self._tally(branch).rejections += 1
+                self._refresh(branch)
+        elif event.kind == "retry_with_feedback":
+            self._tally(branch).retries += 1
+            self._refresh(branch)
+        elif event.kind == "step_succeeded":
+            self._tally(branch).done += 1
+            self._refresh(branch)
+        elif event.kind == "step_failed":
+            self.line(f"#{event.seq} step {step} failed: its gate budget is spent")
+        elif event.kind == "run_completed":
+            self.line(f"#{event.seq} run completed: {event.body.summary}; report {event.body.report}"
+                      + (f"; {event.body.events_lost} progress events lost" if event.body.events_lost else ""))
+        elif event.kind == "run_failed":
+            self.line(f"#{event.seq} run failed at {event.step or 'start'}: {event.body.summary}")
+
+    def totals(self) -> list[str]:
+        return [f"{name}: {t.done}/{t.chunks} chunks done, {t.rejections} rejections, {t.retries} retries"
+                for name, t in self.branches.items()]
+
+
+async def watch(redis_url: str, run_id: str, console: Console | None = None) -> int:
+    """Print the run's progress until it ends; 0 when it completed, 1 when it failed."""
+    console = console or Console()
+    redis: Redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    watcher = Watcher(console)
+    status = 1
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                      transient=False, disable=not console.is_terminal) as progress:
+            watcher.progress = progress
+            async for event in follow(redis, run_id):
+                watcher.handle(event)
+                if event.kind == "run_completed":
+                    status = 0
+        watcher.progress = None
+        for line in watcher.totals():
+            watcher.line(line)
+    finally:
+        await redis.aclose()
+    return status

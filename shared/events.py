@@ -1,0 +1,58 @@
+"""The progress event contract: every step transition of a run, as subscribers receive it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from shared.contracts import Branch, Contract, GateLayer, TokenUsage
+
+EventKind = Literal[
+    "run_started", "ingest_done", "step_started", "step_succeeded", "gate_verdict", "retry_with_feedback",
+    "step_failed", "run_completed", "run_failed",
+]
+
+
+class BranchPlan(Contract):
+    branch: Branch
+    rows: int
+    chunks: int
+
+
+class EventBody(Contract):
+    """What happened; the fields a kind does not use stay empty."""
+
+    plans: list[BranchPlan] = Field(default_factory=list, description="ingest_done: rows and chunks per branch.")
+    passed: bool | None = None
+    layer: GateLayer | None = None
+    reasons: list[Annotated[str, Field(max_length=300)]] = Field(default_factory=list, max_length=12)
+    report: str | None = Field(default=None, description="run_completed: the report's artifact key.")
+    summary: str | None = None
+    usage: TokenUsage | None = None
+    events_lost: int = 0
+
+
+class ProgressEvent(Contract):
+    """One transition. ``event_id`` is derived from the run's own history, so a step that runs again after a
+    crash or a retry announces itself under the same id; ``seq`` is given once per id, when first published."""
+
+    event_id: str
+    run_id: str
+    kind: EventKind
+    step: str = ""
+    branch: Branch | None = None
+    attempt: int = 0
+    at: datetime = Field(description="When it happened, by the workflow's deterministic clock.")
+    seq: int = Field(default=0, description="Per-run sequence number, 1, 2, 3 … with no gap; set on publishing.")
+    published_at: datetime | None = None
+    trace_id: str | None = None
+    body: EventBody = EventBody()
+
+
+def run_stream(run_id: str) -> str:
+    return f"tollgate:run:{run_id}"
+
+
+ALL_RUNS_STREAM = "tollgate:runs"

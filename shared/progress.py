@@ -1,0 +1,141 @@
+"""Progress events onto Redis Streams with FastStream's Redis broker: one stream per run, one for all runs.
+
+Publishing never fails or stalls a run: events wait in a bounded in-process buffer while Redis is away and are
+delivered, in order, when it returns; what overflows the buffer is counted per run and reported on the run.
+Each event id is published once: a small Lua script gives the id its per-run sequence number the first time it
+is seen, and a transaction writes the two stream entries and marks the id done together, so a step that
+announces itself again after a crash or a retry is dropped at the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from datetime import UTC, datetime, timedelta
+
+from faststream.redis import RedisBroker
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.events import ALL_RUNS_STREAM, ProgressEvent, run_stream
+
+log = logging.getLogger("tollgate.progress")
+
+# KEYS: dedupe key, run sequence key. Returns [seq, state]: state is "new", "claimed" (seq given by an earlier
+# attempt that never finished publishing: publish it now) or "done" (already published: drop it).
+_CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local seq, state = string.match(held, '^(%d+):(%a+)$')
+  return {tonumber(seq), state}
+end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], seq .. ':claimed', 'EX', ARGV[1])
+return {seq, 'new'}
+"""
+
+
+class ProgressPublisher:
+    """Buffers events and delivers them to Redis in order, retrying while Redis is unreachable."""
+
+    def __init__(self, redis_url: str, *, buffer_size: int = 10_000, run_maxlen: int = 10_000,
+                 all_maxlen: int = 100_000, retention: timedelta = timedelta(days=7)) -> None:
+        self.redis_url = redis_url
+        self.buffer_size = buffer_size
+        self.run_maxlen = run_maxlen
+        self.all_maxlen = all_maxlen
+        self.retention = retention
+        self.broker = RedisBroker(redis_url)
+        self.redis: Redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self._pending: deque[ProgressEvent] = deque()
+        self._lost: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._connected = False
+        self.published = 0
+        self.duplicates = 0
+
+    def submit(self, event: ProgressEvent) -> int:
+        """Queue one event without waiting; returns how many of its run's events the buffer has had to drop."""
+        if len(self._pending) >= self.buffer_size:
+            self._lost[event.run_id] = self._lost.get(event.run_id, 0) + 1
+            log.warning("progress buffer full: dropped %s (%d lost for run %s)", event.event_id,
+                        self._lost[event.run_id], event.run_id)
+        else:
+            self._pending.append(event)
+            self._wake.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._deliver())
+        return self._lost.get(event.run_id, 0)
+
+    def lost(self, run_id: str) -> int:
+        return self._lost.get(run_id, 0)
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    async def drain(self, seconds: float = 10.0) -> bool:
+        """Wait until the buffer is empty (for shutdown and tests); False if it did not empty in time."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while self._pending and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - a bounded poll
+            await asyncio.sleep(0.01)
+        return not self._pending
+
+    async def close(self) -> None:
+        await self.drain(5.0)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._connected:
+            await self.broker.stop()
+        await self.redis.aclose()
+
+    async def _deliver(self) -> None:
+        delay = 0.05
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self.publish(self._pending[0])
+            except (RedisError, OSError) as error:
+                log.warning("Redis unreachable (%s); %d progress events wait, retrying in %.1fs", error,
+                            len(self._pending), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self._pending.popleft()
+            delay = 0.05
+
+    async def publish(self, event: ProgressEvent) -> bool:
+        """Publish one event now, unless its id was published before; True if it was written."""
+        if not self._connected:
+            await self.broker.connect()
+            self._connected = True
+        dedupe = f"tollgate:event:{event.event_id}"
+        ttl = int(self.retention.total_seconds())
+        seq, state = await self.redis.eval(_CLAIM, 2, dedupe, f"tollgate:seq:{event.run_id}", ttl)
+        state = state.decode() if isinstance(state, bytes) else str(state)
+        if state == "done":
+            self.duplicates += 1
+            await self.redis.incr(f"tollgate:duplicates:{event.run_id}")
+            return False
+        update: dict[str, object] = {"seq": int(seq), "published_at": datetime.now(UTC)}
+        if event.kind in ("run_completed", "run_failed"):
+            update["body"] = event.body.model_copy(update={"events_lost": self.lost(event.run_id)})
+        stamped = event.model_copy(update=update)
+        body = stamped.model_dump_json().encode()
+        stream = run_stream(event.run_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await self.broker.publish(body, stream=stream, maxlen=self.run_maxlen, pipeline=pipe)
+            await self.broker.publish(body, stream=ALL_RUNS_STREAM, maxlen=self.all_maxlen, pipeline=pipe)
+            pipe.set(dedupe, f"{int(seq)}:done", ex=ttl)
+            pipe.expire(stream, ttl)
+            await pipe.execute()
+        self.published += 1
+        return True
