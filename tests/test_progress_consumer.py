@@ -1,0 +1,46 @@
+"""The documented FastStream consumer, against the machine's Redis, and the committed AsyncAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+
+from examples import progress_consumer as example
+from shared.events import ALL_RUNS_STREAM, EventBody, EventKind, ProgressEvent
+from shared.progress import ProgressPublisher
+from tests.harness import ROOT
+
+
+async def test_example_consumer_group_receives_and_acknowledges() -> None:
+    run_id = f"consumer-{uuid.uuid4().hex[:8]}"
+    publisher = ProgressPublisher(example.get_settings().redis_url)
+    await example.broker.start()
+    try:
+        verdict = EventBody(passed=False, layer="ai", reasons=["a reason"])
+        kinds: list[EventKind] = ["run_started", "gate_verdict", "run_completed"]
+        for seq, kind in enumerate(kinds):
+            await publisher.publish(ProgressEvent(
+                event_id=f"{run_id}:{seq}", run_id=run_id, kind=kind, at=datetime.now(UTC),
+                body=verdict if kind == "gate_verdict" else EventBody(),
+            ))
+        for _ in range(200):
+            mine = [e for e in example.received if e.run_id == run_id]
+            if len(mine) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert [e.kind for e in mine] == ["run_started", "gate_verdict", "run_completed"]
+        assert [e.seq for e in mine] == [1, 2, 3]
+        pending = await publisher.redis.xpending(ALL_RUNS_STREAM, "progress-consumer")
+        assert pending["pending"] == 0  # every delivered event was acknowledged
+    finally:
+        await example.broker.stop()
+        await publisher.close()
+
+
+def test_committed_asyncapi_document_is_current() -> None:
+    fresh = json.loads(example.app.schema.to_specification().to_json())
+    committed = json.loads((ROOT / "docs" / "asyncapi.json").read_text())
+    for part in ("channels", "operations", "components"):
+        assert fresh[part] == committed[part], f"docs/asyncapi.json is stale ({part}): regenerate it"
