@@ -27,7 +27,7 @@ app = FastStream(broker, specification=AsyncAPI(
     description="Every step transition of every Tollgate run, in order, on Redis Streams.",
 ))
 
-runs = StreamSub(ALL_RUNS_STREAM, group="progress-consumer", consumer="consumer-1", last_id="$")
+runs = StreamSub(ALL_RUNS_STREAM, group="progress-consumer", consumer="consumer-1")
 
 # What Tollgate's orchestrator publishes, declared here so the AsyncAPI document describes both sides. It also
 # writes each run's events to its own stream, tollgate:run:<run_id>, which `tollgate watch` replays.

@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 from examples import progress_consumer as example
 from shared.events import ALL_RUNS_STREAM, EventBody, EventKind, ProgressEvent
 from shared.progress import ProgressPublisher
+from shared.settings import get_settings
 from tests.harness import ROOT
 
 
 async def test_example_consumer_group_receives_and_acknowledges() -> None:
     run_id = f"consumer-{uuid.uuid4().hex[:8]}"
-    publisher = ProgressPublisher(example.get_settings().redis_url)
+    publisher = ProgressPublisher(get_settings().redis_url)
     await example.broker.start()
     try:
         verdict = EventBody(passed=False, layer="ai", reasons=["a reason"])
