@@ -84,8 +84,8 @@ class ProgressPublisher:
             await asyncio.sleep(0.01)
         return not self._pending
 
-    async def close(self) -> None:
-        await self.drain(5.0)
+    async def close(self, drain_seconds: float = 5.0) -> None:
+        await self.drain(drain_seconds)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

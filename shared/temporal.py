@@ -21,13 +21,25 @@ from shared.settings import Settings
 log = logging.getLogger("tollgate")
 
 
-async def connect(settings: Settings) -> Client:
-    """A client that carries the Pydantic contracts as JSON."""
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-    )
+async def connect(settings: Settings, *, wait: float = 30.0) -> Client:
+    """A client that carries the Pydantic contracts as JSON.
+
+    A server that is still starting (or restarting) is waited for up to ``wait`` seconds, so services can start in
+    any order; 0 tries once."""
+    deadline = asyncio.get_running_loop().time() + wait
+    delay = 0.1
+    while True:
+        try:
+            return await Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=pydantic_data_converter,
+            )
+        except RuntimeError:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def configure_logging(service: str) -> None:

@@ -40,6 +40,15 @@ async def test_run_wait_prints_the_summary_and_ui_link(stack: Stack, run_id: str
     assert report["run_id"] == run_id and report["facts"]["contacts"]["total_contacts"] == 5
 
 
+async def test_run_follow_prints_progress_then_the_summary(stack: Stack, run_id: str) -> None:
+    done = await tollgate(stack, "run", CONTACTS, OPPORTUNITIES, "--follow", "--wait", "--run-id", run_id)
+    assert done.returncode == 0, done.stderr
+    assert f"#1 run {run_id} started" in done.stdout
+    assert "run completed: 5 contacts enriched, 4 opportunities assessed, 3 insights; 0 gate rejections" in done.stdout
+    assert "contacts: 1/1 chunks done, 0 rejections, 0 retries" in done.stdout
+    assert done.stdout.index("run completed") < done.stdout.index("contacts 5 at 3 companies")
+
+
 async def test_run_json_keeps_stdout_for_the_report(stack: Stack, run_id: str) -> None:
     done = await tollgate(stack, "run", CONTACTS, OPPORTUNITIES, "--wait", "--json", "--run-id", run_id)
     assert done.returncode == 0, done.stderr

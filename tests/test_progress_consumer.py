@@ -45,3 +45,14 @@ def test_committed_asyncapi_document_is_current() -> None:
     committed = json.loads((ROOT / "docs" / "asyncapi.json").read_text())
     for part in ("channels", "operations", "components"):
         assert fresh[part] == committed[part], f"docs/asyncapi.json is stale ({part}): regenerate it"
+
+
+async def test_overflowing_buffer_counts_what_it_drops() -> None:
+    publisher = ProgressPublisher("redis://127.0.0.1:1/0", buffer_size=2)  # nothing listens there
+    now = datetime.now(UTC)
+    lost = [publisher.submit(ProgressEvent(event_id=f"r:{i}", run_id="r", kind="step_started", at=now))
+            for i in range(5)]
+    await asyncio.sleep(0.2)  # the deliverer tries, fails, and keeps the two it holds
+    assert lost == [0, 0, 1, 2, 3] and publisher.lost("r") == 3 and publisher.backlog == 2
+    assert publisher.lost("another-run") == 0
+    await publisher.close(drain_seconds=0)

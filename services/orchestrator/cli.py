@@ -68,7 +68,7 @@ def run_options(settings: Settings) -> RunOptions:
 
 async def _client(settings: Settings) -> Client:
     try:
-        return await connect(settings)
+        return await connect(settings, wait=0)
     except RuntimeError as error:
         raise CliError(
             f"cannot reach Temporal at {settings.temporal_address} ({str(error).split(':', 1)[0].lower()}); is the "
