@@ -8,6 +8,7 @@ backoff, a rejected request (400, 401, 403, 404) is not retried at all.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 from dataclasses import dataclass, field
@@ -15,15 +16,19 @@ from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 import httpx
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from shared.contracts import TokenUsage
 from shared.settings import Settings
+from shared.telemetry import tracer
 from shared.temporal import heartbeating
 
 M = TypeVar("M", bound=BaseModel)
+
+GEN_AI_SYSTEMS = {"openai": "openai", "openai-compatible": "openai", "local": "llama.cpp"}
 
 LOCAL_MODEL_IDS = {
     "qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b-instruct-q4_k_m",
@@ -60,7 +65,7 @@ class StructuredAnswer(Generic[M]):
 class _LastResponse:
     status: int | None = None
     retry_after: str | None = None
-    error: str | None = None
+    finish_reason: str | None = None
 
 
 _last_response: contextvars.ContextVar[_LastResponse | None] = contextvars.ContextVar(
@@ -73,6 +78,10 @@ async def _record_response(response: httpx.Response) -> None:
     if record is not None:
         record.status = response.status_code
         record.retry_after = response.headers.get("retry-after")
+        if response.status_code == 200 and "json" in response.headers.get("content-type", ""):
+            body = await response.aread()  # cached by httpx: the openai client reads the same bytes
+            with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
+                record.finish_reason = json.loads(body)["choices"][0]["finish_reason"]
 
 
 @dataclass
@@ -201,32 +210,53 @@ async def ask_structured(
 
     record = _LastResponse()
     token = _last_response.set(record)
-    try:
-        agent = Agent(
-            name=call.agent,
-            model=_build_model(endpoint, settings, call, max_tokens),
-            instructions=instructions,
-            output_schema=request_schema,
-            telemetry=False,
-            markdown=False,
-        )
-        if activity.in_activity():
-            async with heartbeating():
+    # A span per LLM call, after the OpenTelemetry GenAI conventions. No prompt, record or key goes in it.
+    with tracer().start_as_current_span(f"chat {endpoint.model_id}", kind=SpanKind.CLIENT, attributes={
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": GEN_AI_SYSTEMS.get(endpoint.provider, "openai"),
+        "gen_ai.request.model": endpoint.model_id,
+        "gen_ai.request.max_tokens": max_tokens,
+        "gen_ai.request.temperature": 0.0 if call.attempt <= 1 else settings.llm_retry_temperature,
+        "tollgate.run_id": call.run_id, "tollgate.step": call.step, "tollgate.attempt": call.attempt,
+        "tollgate.agent": call.agent,
+    }) as span:
+        try:
+            agent = Agent(
+                name=call.agent,
+                model=_build_model(endpoint, settings, call, max_tokens),
+                instructions=instructions,
+                output_schema=request_schema,
+                telemetry=False,
+                markdown=False,
+            )
+            if activity.in_activity():
+                async with heartbeating():
+                    run = await agent.arun(prompt)
+            else:
                 run = await agent.arun(prompt)
-        else:
-            run = await agent.arun(prompt)
-    finally:
-        _last_response.reset(token)
-    metrics = run.metrics
-    usage = TokenUsage(
-        calls=1,
-        input_tokens=int(getattr(metrics, "input_tokens", 0) or 0),
-        output_tokens=int(getattr(metrics, "output_tokens", 0) or 0),
-    )
-    if run.status == RunStatus.error:
-        if record.status is not None and record.status < 300:
-            # The provider answered; what failed was reading the answer, which the gate handles.
-            return StructuredAnswer(None, f"the answer could not be read: {run.content}", usage)
-        raise _provider_failure(call, record, str(run.content)[:300])
-    value, error = parse_structured(run.content, answer_type)
-    return StructuredAnswer(value, error, usage)
+        finally:
+            _last_response.reset(token)
+        metrics = run.metrics
+        usage = TokenUsage(
+            calls=1,
+            input_tokens=int(getattr(metrics, "input_tokens", 0) or 0),
+            output_tokens=int(getattr(metrics, "output_tokens", 0) or 0),
+            cost_usd=settings.cost_of(endpoint.provider, endpoint.model_id, metrics),
+        )
+        span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+        if record.finish_reason:
+            span.set_attribute("gen_ai.response.finish_reasons", [record.finish_reason])
+        if run.status == RunStatus.error:
+            if record.status is not None and record.status < 300:
+                # The provider answered; what failed was reading the answer, which the gate handles.
+                span.set_attribute("tollgate.schema_error", True)
+                return StructuredAnswer(None, f"the answer could not be read: {run.content}", usage)
+            failure = _provider_failure(call, record, str(run.content)[:300])
+            span.set_status(Status(StatusCode.ERROR, failure.type or "error"))
+            if record.status:
+                span.set_attribute("http.response.status_code", record.status)
+            raise failure
+        value, error = parse_structured(run.content, answer_type)
+        span.set_attribute("tollgate.schema_error", error is not None)
+        return StructuredAnswer(value, error, usage)

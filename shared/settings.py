@@ -69,9 +69,33 @@ class Settings(BaseSettings):
     # Workers
     max_concurrent_activities: int = Field(default=4, ge=1, le=1000)
 
-    # Progress events and tracing seams
+    # Tracing: the standard OpenTelemetry variables say where spans go; nothing is exported without them.
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    otel_traces_exporter: str | None = Field(default=None, validation_alias="OTEL_TRACES_EXPORTER")
+    trace_dir: Path | None = Field(default=None, description="Also write spans here as JSON lines (tollgate trace).")
+    jaeger_url: str = "http://127.0.0.1:16686"
+    trace_content: bool = Field(default=False, description="Allow prompt text in span attributes (off: never).")
+
+    # Progress events
     redis_url: str = "redis://127.0.0.1:6379/0"
     progress_buffer_size: int = Field(default=10_000, ge=1, description="Events held while Redis is away.")
+
+    # USD per million tokens (input, output); a model not listed costs nothing, as the local model does.
+    prices: dict[str, tuple[float, float]] = Field(default_factory=lambda: {
+        "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00), "gpt-4.1-mini": (0.40, 1.60),
+    })
+
+    def cost_of(self, provider: str, model: str, metrics: object) -> float:
+        """What one call cost, from the price table; the embedded local model is free."""
+        if provider == "local" or model not in self.prices:
+            return 0.0
+        price_in, price_out = self.prices[model]
+        tokens_in = int(getattr(metrics, "input_tokens", 0) or 0)
+        tokens_out = int(getattr(metrics, "output_tokens", 0) or 0)
+        return round((tokens_in * price_in + tokens_out * price_out) / 1_000_000, 6)
 
     def resolved_provider(self) -> LlmProvider:
         """The provider in force: the explicit one, else the first whose credentials are present."""

@@ -13,10 +13,12 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from shared.settings import Settings
+from shared.telemetry import setup_tracing, shutdown_tracing, tracing_enabled
 
 log = logging.getLogger("tollgate")
 
@@ -28,12 +30,15 @@ async def connect(settings: Settings, *, wait: float = 30.0) -> Client:
     any order; 0 tries once."""
     deadline = asyncio.get_running_loop().time() + wait
     delay = 0.1
+    # Temporal's interceptor carries the trace context in workflow and activity headers, across processes.
+    interceptors = [TracingInterceptor()] if tracing_enabled() else []
     while True:
         try:
             return await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
+                interceptors=interceptors,
             )
         except RuntimeError:
             if asyncio.get_running_loop().time() + delay > deadline:
@@ -43,6 +48,10 @@ async def connect(settings: Settings, *, wait: float = 30.0) -> Client:
 
 
 def configure_logging(service: str) -> None:
+    """Logging for a service process, and its tracing when the environment asks for it."""
+    from shared.settings import get_settings
+
+    setup_tracing(get_settings(), service)
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s {service} %(levelname)s %(message)s",
@@ -85,6 +94,7 @@ async def serve(
             log.info("serving task queue %s at %s", task_queue, settings.temporal_address)
             await stop.wait()
             log.info("stopping")
+    shutdown_tracing()
 
 
 @asynccontextmanager

@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from shared import steps
 from shared.contracts import Report, RunOptions, RunProgress, RunRequest, RunResult, StepPolicy
 from shared.settings import Settings, get_settings
+from shared.telemetry import current_trace_id, flush_tracing, setup_tracing, tracer
 from shared.temporal import connect
 
 DEMO_CONTACTS = 24
@@ -154,9 +155,14 @@ async def start_run(client: Client, settings: Settings, contacts: Path, opportun
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     client = await _client(settings)
     run_id = args.run_id or f"crm-{uuid.uuid4().hex[:12]}"
-    handle = await start_run(client, settings, Path(args.contacts), Path(args.opportunities), run_id)
+    # The root of the run's trace: Temporal's interceptor hangs the workflow and every step below it.
+    with tracer().start_as_current_span("tollgate run", attributes={"tollgate.run_id": run_id}):
+        handle = await start_run(client, settings, Path(args.contacts), Path(args.opportunities), run_id)
+        trace_id = current_trace_id()
     out = sys.stderr if args.json else sys.stdout
     print(f"run {run_id} started\nTemporal UI: {ui_link(settings, run_id)}", file=out, flush=True)
+    if trace_id:
+        print(f"trace {trace_id}: {settings.jaeger_url}/trace/{trace_id}", file=out, flush=True)
     if args.follow:
         await _follow(settings, run_id)
     if args.wait:
@@ -166,7 +172,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 async def _follow(settings: Settings, run_id: str) -> None:
     from services.orchestrator.watch import watch
 
-    if await watch(settings.redis_url, run_id) != 0:
+    if await watch(settings.redis_url, run_id, jaeger_url=settings.jaeger_url) != 0:
         raise CliError(f"run {run_id} failed")
 
 
@@ -256,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     if args.command == "run" and args.json and not args.wait:
         args.wait = True
     code = 0
+    setup_tracing(get_settings(), "cli")
     try:
         asyncio.run(COMMANDS[args.command](args, get_settings()))
     except CliError as error:
@@ -269,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         code = EXIT_FAILED
     except KeyboardInterrupt:
         code = 130
+    flush_tracing()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -7,6 +7,7 @@ from temporalio import activity
 from shared import steps
 from shared.events import ProgressEvent
 from shared.progress import ProgressPublisher
+from shared.telemetry import current_trace_id
 
 
 class ProgressActivities:
@@ -16,4 +17,7 @@ class ProgressActivities:
     @activity.defn(name=steps.PUBLISH_PROGRESS)
     async def publish_progress(self, event: ProgressEvent) -> int:
         """Queue the event for Redis and return at once; the result is how many of the run's events were lost."""
+        if event.trace_id is None:
+            # the interceptor made this activity's span a child of the run's trace: that is the run's trace id
+            event = event.model_copy(update={"trace_id": current_trace_id()})
         return self.publisher.submit(event)

@@ -64,6 +64,7 @@ class Watcher:
     """Turns events into progress bars per branch and one line per gate verdict."""
 
     console: Console
+    jaeger_url: str = "http://127.0.0.1:16686"
     branches: dict[str, BranchTally] = field(default_factory=dict)
     progress: Progress | None = None
 
@@ -90,6 +91,8 @@ class Watcher:
         step = f"{event.step} attempt {event.attempt}" if event.step else ""
         if event.kind == "run_started":
             self.line(f"#{event.seq} run {event.run_id} started")
+            if event.trace_id:
+                self.line(f"trace {event.trace_id}: {self.jaeger_url}/trace/{event.trace_id}")
         elif event.kind == "ingest_done":
             for plan in event.body.plans:
                 self._tally(plan.branch).chunks = plan.chunks
@@ -124,11 +127,12 @@ class Watcher:
                 for name, t in self.branches.items()]
 
 
-async def watch(redis_url: str, run_id: str, console: Console | None = None) -> int:
+async def watch(redis_url: str, run_id: str, console: Console | None = None,
+                jaeger_url: str = "http://127.0.0.1:16686") -> int:
     """Print the run's progress until it ends; 0 when it completed, 1 when it failed."""
     console = console or Console()
     redis: Redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
-    watcher = Watcher(console)
+    watcher = Watcher(console, jaeger_url=jaeger_url)
     status = 1
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 
+from opentelemetry.trace import Span
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -25,6 +27,7 @@ from shared.contracts import (
 from shared.datasets import read_contacts, read_opportunities
 from shared.llm import LlmCall, ModelEndpoint, ask_structured
 from shared.settings import Settings
+from shared.telemetry import tracer
 
 AiLayer = Callable[[], Awaitable[tuple[list[FailedCheck], TokenUsage]]]
 
@@ -34,6 +37,20 @@ def _verdict(task: ValidationTask, layer: str, failures: list[FailedCheck], usag
         step=task.step, attempt=task.attempt, passed=not failures, layer="ai" if layer == "ai" else "deterministic",
         failed_checks=failures[:MAX_FAILED_CHECKS], failed_total=len(failures), usage=usage,
     )
+
+
+def _layer_span(layer: str, task: ValidationTask) -> AbstractContextManager[Span]:
+    return tracer().start_as_current_span(f"gate.{layer}", attributes={
+        "tollgate.run_id": task.run_id, "tollgate.step": task.step, "tollgate.attempt": task.attempt,
+        "tollgate.gate.layer": layer,
+    })
+
+
+def _record(span: Span, failures: list[FailedCheck]) -> None:
+    """The verdict on the span: check names and counts only; reasons quote CRM fields and stay out."""
+    span.set_attribute("tollgate.gate.passed", not failures)
+    span.set_attribute("tollgate.gate.failed_total", len(failures))
+    span.set_attribute("tollgate.gate.failed_checks", sorted({f.check for f in failures}))
 
 
 class ValidatorActivities:
@@ -63,16 +80,19 @@ class ValidatorActivities:
 
     async def _gate(self, task: ValidationTask, deterministic: Callable[[], list[FailedCheck]], ai: AiLayer
                     ) -> GateVerdict:
-        if task.output.schema_error is not None:
-            failure = FailedCheck(check="schema", reason=task.output.schema_error[:300])
-            verdict = _verdict(task, "deterministic", [failure], TokenUsage())
-        else:
-            failures = await asyncio.to_thread(deterministic)
-            if failures:
-                verdict = _verdict(task, "deterministic", failures, TokenUsage())
+        with _layer_span("deterministic", task) as span:
+            if task.output.schema_error is not None:
+                failures = [FailedCheck(check="schema", reason=task.output.schema_error[:300])]
             else:
+                failures = await asyncio.to_thread(deterministic)
+            _record(span, failures)
+        if failures:
+            verdict = _verdict(task, "deterministic", failures, TokenUsage())
+        else:
+            with _layer_span("ai", task) as span:
                 ai_failures, usage = await ai()
-                verdict = _verdict(task, "ai", ai_failures, usage)
+                _record(span, ai_failures)
+            verdict = _verdict(task, "ai", ai_failures, usage)
         activity.logger.info(
             "gate %s attempt %d: %s (%s layer%s)", task.step, task.attempt,
             "passed" if verdict.passed else "rejected", verdict.layer,
