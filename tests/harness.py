@@ -107,7 +107,8 @@ class Stack:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
 
 
-def make_stack(temporal_address: str, llm: ScriptedLlm, workdir: Path, **overrides: str) -> Stack:
+def make_stack(temporal_address: str, llm: ScriptedLlm, workdir: Path, extra_env: dict[str, str] | None = None,
+               **overrides: str) -> Stack:
     tag = uuid.uuid4().hex[:8]
     values = {
         "TOLLGATE_TEMPORAL_ADDRESS": temporal_address,
@@ -124,8 +125,9 @@ def make_stack(temporal_address: str, llm: ScriptedLlm, workdir: Path, **overrid
         "TOLLGATE_HEARTBEAT_TIMEOUT_SECONDS": "3",
         **overrides,
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "OPENAI_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "OPENAI_", "OTEL_"))}
     env.update(values)
+    env.update(extra_env or {})
     env["PYTHONPATH"] = str(ROOT)
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)

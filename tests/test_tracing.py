@@ -1,0 +1,107 @@
+"""One trace per run across the CLI and the three worker processes, exported over OTLP to a receiver we run."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.harness import ARTICLE, ROOT, make_stack
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.scripted_llm import ScriptedLlm
+
+SECRET = "sk-test-secret-0123456789"
+
+
+def crm_values() -> set[str]:
+    values: set[str] = set()
+    for name in ("crm_contacts.csv", "crm_opportunities.csv"):
+        with (ARTICLE / name).open() as handle:
+            for row in csv.DictReader(handle):
+                values.update(v for k, v in row.items() if k in ("name", "company", "title", "stage") and v)
+    return values
+
+
+def strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for item in value for s in strings(item)]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in strings(item)]
+    return []
+
+
+async def test_one_trace_across_processes(temporal_address: str, scripted_llm: ScriptedLlm, run_id: str,
+                                          tmp_path: Path) -> None:
+    receiver = OtlpReceiver().start()
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    stack = make_stack(temporal_address, scripted_llm, tmp_path, extra_env=otel, TOLLGATE_LLM_API_KEY=SECRET)
+    try:
+        scripted_llm.script(run_id, "contacts/chunk-00000", "validator", ["ai_reject", "correct"])
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "services.orchestrator.cli", "run",
+                             str(ARTICLE / "crm_contacts.csv"), str(ARTICLE / "crm_opportunities.csv"),
+                             "--wait", "--run-id", run_id],
+            env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        line = next(x for x in done.stdout.splitlines() if x.startswith("trace "))
+        trace_id = line.split()[1].rstrip(":")
+        assert line.endswith(f"http://127.0.0.1:16686/trace/{trace_id}")
+
+        services = {"tollgate-cli", "tollgate-orchestrator", "tollgate-analyzer", "tollgate-validator"}
+        deadline = time.monotonic() + 20
+        while {s.service for s in receiver.snapshot()} < services or not any(
+                s.name == "RunWorkflow:CrmAnalysisWorkflow" for s in receiver.snapshot()):
+            assert time.monotonic() < deadline, {s.service for s in receiver.snapshot()}
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # the last batches of every process
+        spans = receiver.snapshot()
+    finally:
+        stack.stop()
+        receiver.stop()
+
+    assert {s.trace_id for s in spans} == {trace_id}, "every span of every process belongs to the run's one trace"
+    assert {s.service for s in spans} == services
+    by_id = {s.span_id: s for s in spans}
+    [root] = [s for s in spans if s.parent_id is None]
+    assert root.name == "tollgate run" and root.service == "tollgate-cli"
+
+    def parent(span: ReceivedSpan) -> ReceivedSpan:
+        assert span.parent_id in by_id, f"{span.name} ({span.service}) hangs from a span that never arrived"
+        return by_id[span.parent_id]
+
+    def ancestors(span: ReceivedSpan) -> list[str]:
+        names = []
+        while span.parent_id is not None:
+            span = parent(span)
+            names.append(span.name)
+        return names
+
+    for span in spans:
+        assert ancestors(span)[-1:] == ["tollgate run"] or span is root
+    llm = [s for s in spans if s.name == "chat scripted"]
+    assert llm and all(s.attributes["gen_ai.usage.input_tokens"] > 0 for s in llm)
+    assert all(s.attributes["gen_ai.usage.output_tokens"] > 0 for s in llm)
+    assert all(s.attributes["gen_ai.request.model"] == "scripted" for s in llm)
+    assert all(s.attributes["gen_ai.response.finish_reasons"] == ["stop"] for s in llm)
+    enrich = [s for s in llm if s.attributes["tollgate.agent"] == "contact-enricher"]
+    assert sorted(s.attributes["tollgate.attempt"] for s in enrich) == [1, 2]  # rejected, then fixed
+    for span in enrich:  # the CLI's root, the workflow, its child batch, the activity, the model call
+        assert parent(span).service == "tollgate-analyzer"
+        assert ancestors(span) == ["RunActivity:enrich_contact_chunk", "StartActivity:enrich_contact_chunk",
+                                   "StartChildWorkflow:ChunkBatchWorkflow", "StartWorkflow:CrmAnalysisWorkflow",
+                                   "tollgate run"]
+    reviews = sorted((s.attributes["tollgate.attempt"], s.attributes["tollgate.gate.passed"]) for s in spans
+                     if s.name == "gate.ai" and s.attributes["tollgate.step"] == "contacts/chunk-00000")
+    assert reviews == [(1, False), (2, True)]
+    rules = [s for s in spans if s.name == "gate.deterministic"]
+    assert rules and all(parent(s).name.startswith("RunActivity:validate_") for s in rules)
+
+    leaked = [(s.name, text) for s in spans for text in [*strings(s.attributes), s.name]
+              if SECRET in text or any(value in text for value in crm_values())]
+    assert leaked == [], "CRM field values or the API key reached span attributes"
