@@ -338,6 +338,7 @@ class RunOptions(Contract):
     max_parallel_chunks: int
     gate_attempts: int
     ai_review_sample: int = Field(description="Records per chunk the AI validator reviews; 0 turns it off.")
+    token_budget: int = Field(default=0, ge=0, description="Tokens (in + out) the run may spend; 0 is no limit.")
     ingest: StepPolicy
     analysis: StepPolicy
     validation: StepPolicy
@@ -356,6 +357,7 @@ class BatchRequest(Contract):
     chunks: list[ArtifactRef]
     first_index: int
     options: RunOptions
+    token_allowance: int = Field(default=0, description="Tokens this batch may spend; 0 is no limit.")
 
 
 class BatchResult(Contract):
@@ -378,6 +380,11 @@ class GateSummary(Contract):
     rejected_steps_total: int = 0
 
 
+class BranchUsage(Contract):
+    branch: str
+    usage: TokenUsage
+
+
 class Report(Contract):
     run_id: str
     facts: Facts
@@ -385,6 +392,7 @@ class Report(Contract):
     insights: list[Insight]
     gates: GateSummary
     usage: TokenUsage
+    usage_by_branch: list[BranchUsage]
     enrichments: ArtifactRef = Field(description="Every validated enrichment and risk, as JSON lines.")
 
 

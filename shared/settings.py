@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     max_parallel_chunks: int = Field(default=4, ge=1, le=256)
     gate_attempts: int = Field(default=3, ge=1, le=10)
     ai_review_sample: int = Field(default=25, ge=0, le=2000)
+    run_token_budget: int = Field(default=0, ge=0, description="Tokens a run may spend; 0 is no limit.")
     analysis_timeout_seconds: float = 120.0
     validation_timeout_seconds: float = 30.0
     heartbeat_timeout_seconds: float = Field(

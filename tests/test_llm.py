@@ -100,3 +100,16 @@ def test_provider_selection() -> None:
     endpoint = resolve_endpoint(Settings(openai_api_key="sk-test"))
     assert (endpoint.provider, endpoint.model_id) == ("openai", "gpt-4o-mini")
     assert "sk-test" not in repr(endpoint)
+
+
+def test_cost_comes_from_the_price_table() -> None:
+    class Metrics:
+        input_tokens = 1_000_000
+        output_tokens = 500_000
+
+    settings = Settings()
+    assert settings.cost_of("openai", "gpt-4o-mini", Metrics()) == 0.15 + 0.30
+    assert settings.cost_of("local", "gpt-4o-mini", Metrics()) == 0.0  # the embedded model is free
+    assert settings.cost_of("openai-compatible", "my-vllm-model", Metrics()) == 0.0
+    priced = Settings(prices={"my-vllm-model": (1.0, 2.0)})
+    assert priced.cost_of("openai-compatible", "my-vllm-model", Metrics()) == 2.0

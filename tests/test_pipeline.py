@@ -184,3 +184,27 @@ async def test_duplicate_run_id_is_refused(client: Client, stack: Stack, run_id:
     await finish(await start(client, stack, run_id))
     with pytest.raises(CliError, match=f"run {run_id} already exists; follow it with `tollgate status {run_id}`"):
         await start(client, stack, run_id)
+
+
+async def test_token_budget_stops_the_run_before_it_overspends(client: Client, stack: Stack,
+                                                               scripted_llm: ScriptedLlm, run_id: str,
+                                                               tmp_path: Path) -> None:
+    contacts = tmp_path / "contacts.csv"
+    rows = [f"{i},Person {i},Company {i % 3},Engineer,2024-01-01" for i in range(1, 26)]
+    contacts.write_text("id,name,company,title,created_date\n" + "\n".join(rows) + "\n")
+    reason = await fail(await start(client, stack, run_id, contacts=contacts, contact_chunk_size=5,
+                                    max_parallel_chunks=1, run_token_budget=2000))
+    assert f"run {run_id} stopped before contacts/chunk-0000" in reason
+    assert "its token budget is spent (" in reason and "raise TOLLGATE_RUN_TOKEN_BUDGET" in reason
+    analysed = {r.step for r in scripted_llm.requests_for(run_id, agent="contact-enricher")}
+    assert 1 <= len(analysed) < 5  # it stopped part-way through the branch
+    assert scripted_llm.requests_for(run_id, "insights") == []
+
+
+async def test_report_accounts_tokens_and_cost_by_branch(client: Client, stack: Stack, run_id: str) -> None:
+    report = (await finish(await start(client, stack, run_id))).report
+    branches = {b.branch: b.usage for b in report.usage_by_branch}
+    assert set(branches) == {"contacts", "opportunities", "insights"}
+    assert all(u.calls == 2 and u.input_tokens > 0 and u.output_tokens > 0 for u in branches.values())
+    assert report.usage.tokens == sum(u.tokens for u in branches.values())
+    assert report.usage.cost_usd == 0.0  # "scripted" is not in the price table: no cost is invented

@@ -59,6 +59,7 @@ def run_options(settings: Settings) -> RunOptions:
         max_parallel_chunks=settings.max_parallel_chunks,
         gate_attempts=settings.gate_attempts,
         ai_review_sample=settings.ai_review_sample,
+        token_budget=settings.run_token_budget,
         ingest=StepPolicy(start_to_close=ingest, schedule_to_close=ingest * 2, heartbeat=heartbeat * 3, max_attempts=3),
         analysis=StepPolicy(start_to_close=analysis, schedule_to_close=analysis * 5, heartbeat=heartbeat,
                             max_attempts=5),
@@ -103,7 +104,8 @@ def summary_lines(report: Report, result: RunResult, settings: Settings) -> list
         f"{s.assessed_opportunities} opportunities ({', '.join(f'{x.key} {x.count}' for x in s.risk_levels)})",
         f"gates: {g.gated_steps} steps, {g.attempts} attempts, rejections by layer: {layers}, "
         f"{g.steps_fixed_by_retry} fixed by a retry",
-        f"LLM: {report.usage.calls} calls, {report.usage.input_tokens} tokens in, {report.usage.output_tokens} out",
+        f"LLM: {report.usage.calls} calls, {report.usage.input_tokens} tokens in, {report.usage.output_tokens} out, "
+        f"${report.usage.cost_usd:.4f}",
         "insights:",
         *[f"  {n}. {i.title}" for n, i in enumerate(report.insights, 1)],
         f"report: {settings.artifact_root / result.report_markdown.key}",

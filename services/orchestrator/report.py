@@ -10,6 +10,7 @@ from shared import steps
 from shared.artifacts import ArtifactStore
 from shared.contracts import (
     MAX_LISTED,
+    BranchUsage,
     ContactChunkOutput,
     GateRecord,
     GateSummary,
@@ -102,7 +103,13 @@ def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
             out += [f"  - attempt {verdict.attempt} rejected by the {verdict.layer} layer "
                     f"({verdict.failed_total} checks): {reasons}"]
     u = report.usage
-    out += ["", f"LLM: {u.calls} calls, {u.input_tokens} input tokens, {u.output_tokens} output tokens.", ""]
+    out += ["", f"LLM: {u.calls} calls, {u.input_tokens} input tokens, {u.output_tokens} output tokens, "
+            f"${u.cost_usd:.4f}.", ""]
+    out += _rows(["branch", "calls", "input tokens", "output tokens", "cost (USD)"], [
+        (b.branch, b.usage.calls, b.usage.input_tokens, b.usage.output_tokens, f"{b.usage.cost_usd:.4f}")
+        for b in report.usage_by_branch
+    ])
+    out += [""]
     return "\n".join(out)
 
 
@@ -124,10 +131,15 @@ class ReportActivities:
         base = f"runs/{request.run_id}/report"
         enrichments = self.store.write_bytes(f"{base}/enrichments.jsonl", ("\n".join(lines) + "\n").encode())
         gates = [*request.contact_gates, *request.opportunity_gates, request.insights_gate]
-        usage = sum((g.usage for g in gates), TokenUsage())
+        by_branch = [
+            BranchUsage(branch=name, usage=sum((g.usage for g in branch), TokenUsage()))
+            for name, branch in (("contacts", request.contact_gates), ("opportunities", request.opportunity_gates),
+                                 ("insights", [request.insights_gate]))
+        ]
         report = Report(
             run_id=request.run_id, facts=request.facts, summary=context.summary, insights=insights.insights,
-            gates=summarize_gates(gates), usage=usage, enrichments=enrichments,
+            gates=summarize_gates(gates), usage=sum((b.usage for b in by_branch), TokenUsage()),
+            usage_by_branch=by_branch, enrichments=enrichments,
         )
         json_ref = self.store.write_bytes(f"{base}/report.json", report.model_dump_json(indent=2).encode())
         md_ref = self.store.write_bytes(f"{base}/report.md",

@@ -64,6 +64,14 @@ async def announce(run_id: str, kind: EventKind, step: str = "", attempt: int = 
     return int(lost)
 
 
+def budget_spent(run_id: str, step: str, spent: int, allowed: int) -> ApplicationError:
+    return ApplicationError(
+        f"run {run_id} stopped before {step}: its token budget is spent ({spent} of {allowed} tokens allowed "
+        "here); raise TOLLGATE_RUN_TOKEN_BUDGET to let it go further",
+        type="TokenBudgetSpent", non_retryable=True,
+    )
+
+
 class StepAnnouncer:
     """A gate's transitions as progress events."""
 
@@ -100,6 +108,7 @@ class ChunkBatchWorkflow:
     async def run(self, request: BatchRequest) -> BatchResult:
         options = request.options
         slots = asyncio.Semaphore(options.max_parallel_chunks)
+        spent = 0
 
         async def gate_chunk(index: int, chunk: ArtifactRef) -> GateRecord:
             step = chunk_step(request.branch, index)
@@ -119,9 +128,14 @@ class ChunkBatchWorkflow:
                     VALIDATE[request.branch], task, GateVerdict, options.validation, options.validator_queue,
                 )
 
+            nonlocal spent
             async with slots:
-                return await run_gated_step(step, options.gate_attempts, analyze, validate,
-                                            StepAnnouncer(request.run_id, step, request.branch))
+                if request.token_allowance and spent >= request.token_allowance:
+                    raise budget_spent(request.run_id, step, spent, request.token_allowance)
+                record = await run_gated_step(step, options.gate_attempts, analyze, validate,
+                                              StepAnnouncer(request.run_id, step, request.branch))
+                spent += record.usage.tokens
+                return record
 
         gates = await asyncio.gather(
             *(gate_chunk(request.first_index + offset, chunk) for offset, chunk in enumerate(request.chunks))
@@ -135,6 +149,7 @@ class CrmAnalysisWorkflow:
 
     def __init__(self) -> None:
         self._progress = RunProgress(stage="starting")
+        self._tokens = 0
 
     @workflow.query
     def progress(self) -> RunProgress:
@@ -215,6 +230,8 @@ class CrmAnalysisWorkflow:
                 steps.VALIDATE_INSIGHTS, task, GateVerdict, options.validation, options.validator_queue,
             )
 
+        if options.token_budget and self._tokens >= options.token_budget:
+            raise budget_spent(request.run_id, "insights", self._tokens, options.token_budget)
         insights_gate = await run_gated_step("insights", options.gate_attempts, analyze, validate,
                                              StepAnnouncer(request.run_id, "insights", None))
         self._count(insights_gate)
@@ -239,8 +256,14 @@ class CrmAnalysisWorkflow:
         gates: list[GateRecord] = []
         size = options.chunks_per_batch
         for number, start in enumerate(range(0, len(dataset.chunks), size)):
+            allowance = 0
+            if options.token_budget:
+                # the two branches run at once: each batch may take half of what is left
+                allowance = (options.token_budget - self._tokens) // 2
+                if allowance <= 0:
+                    raise budget_spent(run_id, f"{dataset.branch} batch {number}", self._tokens, options.token_budget)
             batch = BatchRequest(run_id=run_id, branch=dataset.branch, chunks=dataset.chunks[start:start + size],
-                                 first_index=start, options=options)
+                                 first_index=start, options=options, token_allowance=allowance)
             try:
                 result: BatchResult = await workflow.execute_child_workflow(
                     steps.BATCH_WORKFLOW, batch, result_type=BatchResult,
@@ -256,5 +279,6 @@ class CrmAnalysisWorkflow:
             gates.extend(result.gates)
             for gate in result.gates:
                 self._count(gate)
+                self._tokens += gate.usage.tokens
             self._advance(chunks_done=self._progress.chunks_done + len(result.gates))
         return gates
