@@ -108,7 +108,7 @@ def test_cost_comes_from_the_price_table() -> None:
         output_tokens = 500_000
 
     settings = Settings()
-    assert settings.cost_of("openai", "gpt-4o-mini", Metrics()) == 0.15 + 0.30
+    assert settings.cost_of("openai", "gpt-4o-mini", Metrics()) == 0.45  # 1M in at 0.15, 0.5M out at 0.60
     assert settings.cost_of("local", "gpt-4o-mini", Metrics()) == 0.0  # the embedded model is free
     assert settings.cost_of("openai-compatible", "my-vllm-model", Metrics()) == 0.0
     priced = Settings(prices={"my-vllm-model": (1.0, 2.0)})
