@@ -105,3 +105,34 @@ async def test_one_trace_across_processes(temporal_address: str, scripted_llm: S
     leaked = [(s.name, text) for s in spans for text in [*strings(s.attributes), s.name]
               if SECRET in text or any(value in text for value in crm_values())]
     assert leaked == [], "CRM field values or the API key reached span attributes"
+
+
+async def test_offline_trace_waterfall(temporal_address: str, scripted_llm: ScriptedLlm, run_id: str,
+                                       tmp_path: Path) -> None:
+    spans_dir = tmp_path / "spans"
+    stack = make_stack(temporal_address, scripted_llm, tmp_path, TOLLGATE_TRACE_DIR=str(spans_dir))
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "services.orchestrator.cli", "run",
+                             str(ARTICLE / "crm_contacts.csv"), str(ARTICLE / "crm_opportunities.csv"),
+                             "--wait", "--run-id", run_id],
+            env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        deadline = time.monotonic() + 20
+        while "write_report" not in "".join(p.read_text() for p in spans_dir.glob("*.jsonl")):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        shown = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "services.orchestrator.cli", "trace", run_id], env=stack.env,
+            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        stack.stop()
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("tollgate run [tollgate-cli]") and lines[0].rstrip().endswith("|")
+    assert lines[1].startswith("  StartWorkflow:CrmAnalysisWorkflow [tollgate-cli]")
+    chat = next(i for i, x in enumerate(lines) if x.lstrip().startswith("chat scripted [tollgate-analyzer] attempt 1"))
+    run_activity = lines[chat - 1]
+    assert run_activity.lstrip().startswith("RunActivity:")
+    assert len(lines[chat]) - len(lines[chat].lstrip()) == len(run_activity) - len(run_activity.lstrip()) + 2
+    assert " tokens " in lines[chat] and " ms |" in lines[chat]

@@ -233,6 +233,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--follow", action="store_true", help="follow the run's progress events until it ends")
     watch = sub.add_parser("watch", help="replay a run's progress from the start and follow it until it ends")
     watch.add_argument("run_id")
+    trace = sub.add_parser("trace", help="print a run's span tree from the spans written to TOLLGATE_TRACE_DIR")
+    trace.add_argument("run_id")
     status = sub.add_parser("status", help="show a run's state and progress")
     status.add_argument("run_id")
     result = sub.add_parser("result", help="print a finished run's report")
@@ -250,7 +252,19 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "result": cmd_result, "watch": cmd_watch}
+async def cmd_trace(args: argparse.Namespace, settings: Settings) -> None:
+    from services.orchestrator.trace_view import load_spans, waterfall
+
+    if settings.trace_dir is None:
+        raise CliError("no local spans: set TOLLGATE_TRACE_DIR for the services (and this command) so that they "
+                       "write their spans there", EXIT_USAGE)
+    lines = waterfall(load_spans(Path(settings.trace_dir)), args.run_id)
+    if not lines:
+        raise CliError(f"no spans of run {args.run_id} in {settings.trace_dir}", EXIT_USAGE)
+    _emit(lines)
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status, "result": cmd_result, "watch": cmd_watch, "trace": cmd_trace}
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -264,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     if args.command == "run" and args.json and not args.wait:
         args.wait = True
     code = 0
-    setup_tracing(get_settings(), "cli")
+    if args.command != "trace":
+        setup_tracing(get_settings(), "cli")
     try:
         asyncio.run(COMMANDS[args.command](args, get_settings()))
     except CliError as error:
