@@ -220,6 +220,8 @@ async def ask_structured(
         "tollgate.run_id": call.run_id, "tollgate.step": call.step, "tollgate.attempt": call.attempt,
         "tollgate.agent": call.agent,
     }) as span:
+        if settings.trace_content:  # off unless asked for: prompts quote CRM records
+            span.set_attribute("gen_ai.prompt", f"{instructions}\n\n{prompt}"[:8000])
         try:
             agent = Agent(
                 name=call.agent,

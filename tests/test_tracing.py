@@ -9,9 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from shared.settings import Settings
+from shared.telemetry import setup_tracing, tracing_enabled
 from tests.harness import ARTICLE, ROOT, make_stack
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.scripted_llm import ScriptedLlm
+from tests.test_progress import events_of
 
 SECRET = "sk-test-secret-0123456789"
 
@@ -61,11 +66,13 @@ async def test_one_trace_across_processes(temporal_address: str, scripted_llm: S
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)  # the last batches of every process
         spans = receiver.snapshot()
+        events = await events_of(stack.settings.redis_url, run_id)
     finally:
         stack.stop()
         receiver.stop()
 
     assert {s.trace_id for s in spans} == {trace_id}, "every span of every process belongs to the run's one trace"
+    assert {e.trace_id for e in events} == {trace_id}, "progress events carry the run's trace id"
     assert {s.service for s in spans} == services
     by_id = {s.span_id: s for s in spans}
     [root] = [s for s in spans if s.parent_id is None]
@@ -136,3 +143,10 @@ async def test_offline_trace_waterfall(temporal_address: str, scripted_llm: Scri
     assert run_activity.lstrip().startswith("RunActivity:")
     assert len(lines[chat]) - len(lines[chat].lstrip()) == len(run_activity) - len(run_activity.lstrip()) + 2
     assert " tokens " in lines[chat] and " ms |" in lines[chat]
+
+
+def test_no_endpoint_means_no_tracing(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "TOLLGATE_TRACE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    assert setup_tracing(Settings(), "test") is False
+    assert tracing_enabled() is False
