@@ -5,6 +5,7 @@ Every stack gets its own task queues and artifact directory, so runs never see e
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -136,3 +137,11 @@ def make_stack(temporal_address: str, llm: ScriptedLlm, workdir: Path, extra_env
     for service in SERVICES:
         stack.start(service)
     return stack
+
+
+async def tollgate_cli(env: dict[str, str], *args: str, seconds: float = 120) -> subprocess.CompletedProcess[str]:
+    """The ``tollgate`` command as a user runs it: its own process, its own exit status and output."""
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "services.orchestrator.cli", *args], env=env, cwd=ROOT,
+        capture_output=True, text=True, timeout=seconds,
+    )

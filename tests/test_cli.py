@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.harness import ARTICLE, ROOT, Stack
+from tests.harness import ARTICLE, Stack, tollgate_cli
 from tests.scripted_llm import ScriptedLlm
 
 CONTACTS = str(ARTICLE / "crm_contacts.csv")
@@ -16,11 +14,7 @@ OPPORTUNITIES = str(ARTICLE / "crm_opportunities.csv")
 
 
 async def tollgate(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "services.orchestrator.cli", *args], env=stack.env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
-
-    return await asyncio.to_thread(run)
+    return await tollgate_cli(stack.env, *args)
 
 
 async def test_run_wait_prints_the_summary_and_ui_link(stack: Stack, run_id: str) -> None:
@@ -79,10 +73,7 @@ async def test_usage_errors_are_one_line(stack: Stack, run_id: str) -> None:
 
 
 async def test_unreachable_temporal_is_a_clear_error(stack: Stack) -> None:
-    env = {**stack.env, "TOLLGATE_TEMPORAL_ADDRESS": "127.0.0.1:1"}
-    done = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "services.orchestrator.cli", "status", "x"], env=env, cwd=ROOT,
-        capture_output=True, text=True, timeout=60)
+    done = await tollgate_cli({**stack.env, "TOLLGATE_TEMPORAL_ADDRESS": "127.0.0.1:1"}, "status", "x")
     assert done.returncode == 1
     assert done.stderr.startswith("tollgate: cannot reach Temporal at 127.0.0.1:1 (failed client connect); is the "
                                   "stack running?")

@@ -74,6 +74,13 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def assert_all_exit(pids: list[int], within: float) -> None:
+    deadline = time.monotonic() + within
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in pids if alive(pid)] == [], "processes outlived the stack"
+
+
 def dev_env(tmp_path: Path, llm: ScriptedLlm, redis_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "OPENAI_"))}
     temporal_port, ui_port = free_port(), free_port()
@@ -139,10 +146,7 @@ def test_dev_starts_runs_a_workflow_refuses_a_twin_and_stops_clean(tmp_path: Pat
         dev.send_signal(signal.SIGTERM)
         rest, _ = dev.communicate(timeout=60)
         assert dev.returncode == 0 and "tollgate dev | stopped" in rest
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert [pid for pid in children if alive(pid)] == []
+        assert_all_exit(children, within=10)
     finally:
         if dev.poll() is None:
             dev.kill()
@@ -167,10 +171,7 @@ def test_killed_dev_supervisor_leaves_no_orphans(tmp_path: Path, scripted_llm: S
         assert len(children) == 4  # temporal, orchestrator, analyzer, validator; the machine's Redis is reused
         dev.kill()  # SIGKILL: no chance to clean up, the children must notice on their own
         dev.wait(10)
-        deadline = time.monotonic() + 20
-        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert [pid for pid in children if alive(pid)] == []
+        assert_all_exit(children, within=20)
     finally:
         if dev.poll() is None:
             dev.kill()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from services.orchestrator.cli import start_run
 from services.orchestrator.watch import follow
 from shared.events import ProgressEvent
 from shared.temporal import connect
-from tests.harness import ARTICLE, ROOT, Stack, free_port, make_stack, wait_for_port
+from tests.harness import ARTICLE, Stack, free_port, make_stack, tollgate_cli, wait_for_port
 from tests.scripted_llm import ScriptedLlm
 
 
@@ -176,9 +175,7 @@ async def test_watch_prints_totals_and_exits_with_the_run_status(client: Client,
     settings = stack.settings.model_copy(update={"contact_chunk_size": 4})
     handle = await start_run(client, settings, write_contacts(tmp_path / "c.csv", 14),
                              ARTICLE / "crm_opportunities.csv", run_id)
-    watched = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "services.orchestrator.cli", "watch", run_id], env=stack.env,
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    watched = await tollgate_cli(stack.env, "watch", run_id)
     await handle.result()
     assert watched.returncode == 0, watched.stdout + watched.stderr
     out = watched.stdout

@@ -7,12 +7,12 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from deploy.devstack import http_ok
 from deploy.model import SPECS, cache_dir, ensure_model
 from services.orchestrator.cli import start_run
 from shared.contracts import ContactEnrichment, OpportunityRisk
@@ -20,14 +20,6 @@ from shared.settings import Settings
 from shared.temporal import connect
 from tests.harness import ARTICLE, ROOT, Stack, free_port, make_stack
 from tests.scripted_llm import ScriptedLlm
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +32,7 @@ def model_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
                               env={**os.environ, "TOLLGATE_LOCAL_MODEL_PORT": str(port)})
     try:
         for _ in range(1200):
-            if healthy(f"http://127.0.0.1:{port}/health"):
+            if http_ok(f"http://127.0.0.1:{port}/health"):
                 break
             assert server.poll() is None, "the model server exited while starting"
             time.sleep(0.1)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 
 from shared.settings import Settings
 from shared.telemetry import setup_tracing, tracing_enabled
-from tests.harness import ARTICLE, ROOT, make_stack
+from tests.harness import ARTICLE, make_stack, tollgate_cli
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.scripted_llm import ScriptedLlm
 from tests.test_progress import events_of
@@ -48,11 +46,8 @@ async def test_one_trace_across_processes(temporal_address: str, scripted_llm: S
     stack = make_stack(temporal_address, scripted_llm, tmp_path, extra_env=otel, TOLLGATE_LLM_API_KEY=SECRET)
     try:
         scripted_llm.script(run_id, "contacts/chunk-00000", "validator", ["ai_reject", "correct"])
-        done = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "services.orchestrator.cli", "run",
-                             str(ARTICLE / "crm_contacts.csv"), str(ARTICLE / "crm_opportunities.csv"),
-                             "--wait", "--run-id", run_id],
-            env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        done = await tollgate_cli(stack.env, "run", str(ARTICLE / "crm_contacts.csv"),
+                                  str(ARTICLE / "crm_opportunities.csv"), "--wait", "--run-id", run_id)
         assert done.returncode == 0, done.stdout + done.stderr
         line = next(x for x in done.stdout.splitlines() if x.startswith("trace "))
         trace_id = line.split()[1].rstrip(":")
@@ -119,19 +114,14 @@ async def test_offline_trace_waterfall(temporal_address: str, scripted_llm: Scri
     spans_dir = tmp_path / "spans"
     stack = make_stack(temporal_address, scripted_llm, tmp_path, TOLLGATE_TRACE_DIR=str(spans_dir))
     try:
-        done = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "services.orchestrator.cli", "run",
-                             str(ARTICLE / "crm_contacts.csv"), str(ARTICLE / "crm_opportunities.csv"),
-                             "--wait", "--run-id", run_id],
-            env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        done = await tollgate_cli(stack.env, "run", str(ARTICLE / "crm_contacts.csv"),
+                                  str(ARTICLE / "crm_opportunities.csv"), "--wait", "--run-id", run_id)
         assert done.returncode == 0, done.stdout + done.stderr
         deadline = time.monotonic() + 20
         while "write_report" not in "".join(p.read_text() for p in spans_dir.glob("*.jsonl")):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
-        shown = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "services.orchestrator.cli", "trace", run_id], env=stack.env,
-            cwd=ROOT, capture_output=True, text=True, timeout=60)
+        shown = await tollgate_cli(stack.env, "trace", run_id)
     finally:
         stack.stop()
     assert shown.returncode == 0, shown.stderr
