@@ -60,6 +60,7 @@ def test_ids_answered_exactly_once() -> None:
         ("", "senior", False, ["blank_title_label"]),
         ("", "unknown", False, []),
         ("Developer", "senior", True, []),  # ambiguous titles are left to the AI layer
+        ("Product Manager", "executive", True, ["executive_without_executive_title"]),
         ("Account Executive", "unknown", False, ["titled_contact_unknown"]),
     ],
 )

@@ -113,3 +113,12 @@ def test_cost_comes_from_the_price_table() -> None:
     assert settings.cost_of("openai-compatible", "my-vllm-model", Metrics()) == 0.0
     priced = Settings(prices={"my-vllm-model": (1.0, 2.0)})
     assert priced.cost_of("openai-compatible", "my-vllm-model", Metrics()) == 2.0
+
+
+def test_unknown_is_only_offered_to_chunks_with_a_blank_title() -> None:
+    def enum(blank: bool, field: str) -> list[str]:
+        schema = contact_request_schema(["1"], blank_titles=blank).model_json_schema()
+        return list(schema["$defs"]["ContactLabel"]["properties"][field]["enum"])
+
+    assert "unknown" in enum(True, "seniority") and "unknown" in enum(True, "department")
+    assert "unknown" not in enum(False, "seniority") and "unknown" not in enum(False, "department")

@@ -95,7 +95,9 @@ class AnalyzerActivities:
             self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "contact-enricher"),
             instructions=agents.CONTACT_INSTRUCTIONS,
             prompt=agents.contact_prompt(records, task.feedback),
-            request_schema=agents.contact_request_schema([r.id for r in records]),
+            request_schema=agents.contact_request_schema(
+                [r.id for r in records], blank_titles=any(not r.title.strip() for r in records)
+            ),
             answer_type=agents.ContactLabels,
             max_tokens=64 * len(records) + 64,
         )

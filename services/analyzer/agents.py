@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -76,13 +76,17 @@ def _text(max_length: int, min_length: int = 1) -> Any:
     return Annotated[str, Field(min_length=min_length, max_length=max_length)]
 
 
-def contact_request_schema(ids: Sequence[str]) -> type[BaseModel]:
-    """The grammar the model must follow for one chunk of contacts."""
+def contact_request_schema(ids: Sequence[str], blank_titles: bool = True) -> type[BaseModel]:
+    """The grammar the model must follow for one chunk of contacts.
+
+    ``unknown`` is for a blank title only; a chunk without one cannot use it, so it is left out of the grammar."""
+    seniority: Any = Seniority if blank_titles else Literal["executive", "senior", "mid", "junior"]
+    department: Any = Department if blank_titles else Literal[tuple(d for d in get_args(Department) if d != "unknown")]
     label = create_model(
         "ContactLabel",
         id=(_enum(ids), ...),
-        seniority=(Seniority, ...),
-        department=(Department, ...),
+        seniority=(seniority, ...),
+        department=(department, ...),
         decision_maker=(bool, ...),
         rationale=(_text(RATIONALE_CHARS), ...),
     )

@@ -59,13 +59,13 @@ class ValidatorActivities:
         self.settings = settings
         self.endpoint = endpoint
 
-    async def _judge(self, task: ValidationTask, kind: str, ids: list[str], prompt: str) -> tuple[
-            list[FailedCheck], TokenUsage]:
+    async def _judge(self, task: ValidationTask, kind: str, ids: list[str], prompt: str,
+                     instructions: str = judge.JUDGE_INSTRUCTIONS) -> tuple[list[FailedCheck], TokenUsage]:
         if not ids:
             return [], TokenUsage()
         answer = await ask_structured(
             self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "validator"),
-            instructions=judge.JUDGE_INSTRUCTIONS,
+            instructions=instructions,
             prompt=prompt,
             request_schema=judge.judgement_schema(ids),
             answer_type=judge.Judgement,
@@ -142,6 +142,7 @@ class ValidatorActivities:
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
             ids = [str(n) for n in range(1, len(output.insights) + 1)] if task.ai_review_sample else []
-            return await self._judge(task, "insight", ids, judge.insights_prompt(context, output))
+            return await self._judge(task, "insight", ids, judge.insights_prompt(context, output),
+                                     judge.INSIGHTS_JUDGE_INSTRUCTIONS)
 
         return await self._gate(task, lambda: checks.check_insights(context, output, companies, opportunity_ids), ai)

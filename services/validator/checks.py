@@ -82,6 +82,12 @@ def check_contacts(records: Sequence[ContactRecord], output: ContactChunkOutput)
                     check=f"{rank}_title_decision_maker", record_id=item.id,
                     reason=f"contact {item.id} {title!r}: decision_maker must be true",
                 ))
+        elif rank is None and item.seniority == "executive":
+            failures.append(FailedCheck(
+                check="executive_without_executive_title", record_id=item.id,
+                reason=f"contact {item.id} {title!r}: seniority must not be executive, which is only for C-level, "
+                "founders, presidents and owners; choose senior, mid or junior",
+            ))
         elif rank == "junior":
             if item.seniority in ("executive", "senior"):
                 failures.append(FailedCheck(

@@ -98,12 +98,20 @@ def opportunities_prompt(records: Sequence[OpportunityRecord], labels: Sequence[
     return "ASSESSED OPPORTUNITIES:\n" + "\n".join(lines)
 
 
+INSIGHTS_JUDGE_INSTRUCTIONS = """You review findings another model wrote about a CRM export, against the only
+figures that exist (FIGURES, TOP COMPANIES). Rules already checked that every cited figure is right. Flag an insight
+that claims what the figures do not show: a company "has the most" of something no figure counts per company, a
+trend or cause the figures cannot support, or a detail that contradicts them. If every insight is supported, return
+an empty problems list. Reply with JSON only."""
+
+
 def insights_prompt(context: InsightsContext, output: InsightsOutput) -> str:
     figures = _compact({f.fact: f.value for f in context.figures})
+    companies = ", ".join(f"{c.key} ({c.count} contacts)" for c in context.facts.contacts.company_distribution[:10])
     lines = [
         _compact({"id": str(n), "title": i.title, "detail": i.detail}) for n, i in enumerate(output.insights, 1)
     ]
-    return f"FIGURES: {figures}\nINSIGHTS:\n" + "\n".join(lines)
+    return f"FIGURES: {figures}\nTOP COMPANIES: {companies}\nINSIGHTS:\n" + "\n".join(lines)
 
 
 def to_failed_checks(kind: str, judgement: Judgement) -> list[FailedCheck]:
