@@ -107,8 +107,7 @@ class AnalyzerActivities:
             ContactEnrichment(**label.model_dump(), quality_flags=flags.get(label.id, []))
             for label in (labels.contacts if labels else [])
         ])
-        return self._save(task.run_id, task.step, task.attempt, output, len(output.enrichments), error,
-                          answer.usage)
+        return await self._save(task, output, len(output.enrichments), error, answer.usage)
 
     @activity.defn(name=steps.ASSESS_OPPORTUNITIES)
     async def assess_opportunity_chunk(self, task: ChunkTask) -> StepOutput:
@@ -135,7 +134,7 @@ class AnalyzerActivities:
         output = OpportunityChunkOutput(risks=[
             OpportunityRisk(**label.model_dump(), quality_flags=flags.get(label.id, [])) for label in answered
         ])
-        return self._save(task.run_id, task.step, task.attempt, output, len(output.risks), error, usage)
+        return await self._save(task, output, len(output.risks), error, usage)
 
     @activity.defn(name=steps.AGGREGATE)
     def aggregate_enrichments(self, request: AggregateRequest) -> ArtifactRef:
@@ -188,7 +187,7 @@ class AnalyzerActivities:
 
     @activity.defn(name=steps.WRITE_INSIGHTS)
     async def write_insights(self, task: InsightsTask) -> StepOutput:
-        context = self.store.read_model(task.context, InsightsContext)
+        context = await asyncio.to_thread(self.store.read_model, task.context, InsightsContext)
         answer = await ask_structured(
             self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "insights"),
             instructions=agents.INSIGHTS_INSTRUCTIONS,
@@ -202,13 +201,13 @@ class AnalyzerActivities:
             InsightsOutput.model_construct(insights=[]) if parsed is None
             else InsightsOutput.model_validate(parsed.model_dump())
         )
-        return self._save(task.run_id, task.step, task.attempt, output, len(output.insights), error, answer.usage)
+        return await self._save(task, output, len(output.insights), error, answer.usage)
 
-    def _save(
-        self, run_id: str, step: str, attempt: int,
-        output: ContactChunkOutput | OpportunityChunkOutput | InsightsOutput,
+    async def _save(
+        self, task: ChunkTask | InsightsTask, output: ContactChunkOutput | OpportunityChunkOutput | InsightsOutput,
         records: int, schema_error: str | None, usage: TokenUsage,
     ) -> StepOutput:
-        ref = self.store.write_model(steps.output_key(run_id, step, attempt), output)
-        return StepOutput(step=step, attempt=attempt, output=ref, records=records, schema_error=schema_error,
-                          usage=usage)
+        key = steps.output_key(task.run_id, task.step, task.attempt)
+        ref = await asyncio.to_thread(self.store.write_model, key, output)
+        return StepOutput(step=task.step, attempt=task.attempt, output=ref, records=records,
+                          schema_error=schema_error, usage=usage)

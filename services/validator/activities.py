@@ -104,8 +104,8 @@ class ValidatorActivities:
     async def validate_contact_chunk(self, task: ValidationTask) -> GateVerdict:
         assert task.chunk is not None, "a chunk validation needs its chunk"
         records = await asyncio.to_thread(read_contacts, self.store, task.chunk)
-        output = self.store.read_model(task.output.output, ContactChunkOutput) if not task.output.schema_error else \
-            ContactChunkOutput(enrichments=[])
+        output = ContactChunkOutput(enrichments=[]) if task.output.schema_error else await asyncio.to_thread(
+            self.store.read_model, task.output.output, ContactChunkOutput)
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
             sample = judge.spread_sample(output.enrichments, task.ai_review_sample)
@@ -117,8 +117,8 @@ class ValidatorActivities:
     async def validate_opportunity_chunk(self, task: ValidationTask) -> GateVerdict:
         assert task.chunk is not None, "a chunk validation needs its chunk"
         records = await asyncio.to_thread(read_opportunities, self.store, task.chunk)
-        output = self.store.read_model(task.output.output, OpportunityChunkOutput) if not task.output.schema_error \
-            else OpportunityChunkOutput(risks=[])
+        output = OpportunityChunkOutput(risks=[]) if task.output.schema_error else await asyncio.to_thread(
+            self.store.read_model, task.output.output, OpportunityChunkOutput)
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
             # closed deals are assessed in code and fully covered by the rules; the model reviews the open ones
@@ -129,16 +129,21 @@ class ValidatorActivities:
 
         return await self._gate(task, lambda: checks.check_opportunities(records, output), ai)
 
-    @activity.defn(name=steps.VALIDATE_INSIGHTS)
-    async def validate_insights(self, task: ValidationTask) -> GateVerdict:
+    def _insights_inputs(self, task: ValidationTask) -> tuple[InsightsContext, set[str], set[str], InsightsOutput]:
         assert task.insights_context is not None, "an insights validation needs its context"
         context = self.store.read_model(task.insights_context, InsightsContext)
         companies = {
             line.casefold() for line in self.store.read_bytes(context.companies).decode().splitlines() if line
         }
         opportunity_ids = set(self.store.read_bytes(context.opportunity_ids).decode().splitlines())
-        output = self.store.read_model(task.output.output, InsightsOutput) if not task.output.schema_error else \
-            InsightsOutput.model_construct(insights=[])
+        output = InsightsOutput.model_construct(insights=[]) if task.output.schema_error else \
+            self.store.read_model(task.output.output, InsightsOutput)
+        return context, companies, opportunity_ids, output
+
+    @activity.defn(name=steps.VALIDATE_INSIGHTS)
+    async def validate_insights(self, task: ValidationTask) -> GateVerdict:
+        assert task.insights_context is not None, "an insights validation needs its context"
+        context, companies, opportunity_ids, output = await asyncio.to_thread(self._insights_inputs, task)
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
             ids = [str(n) for n in range(1, len(output.insights) + 1)] if task.ai_review_sample else []
