@@ -27,6 +27,7 @@ async def test_run_wait_prints_the_summary_and_ui_link(stack: Stack, run_id: str
 
     status = await tollgate(stack, "status", run_id)
     assert status.returncode == 0 and f"run {run_id}: completed" in status.stdout
+    assert "contacts: 1/1 chunks done, 0 rejections, 0 retries" in status.stdout
 
     result = await tollgate(stack, "result", run_id, "--json")
     assert result.returncode == 0

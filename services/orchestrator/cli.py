@@ -203,8 +203,10 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> None:
     lines = [f"run {args.run_id}: {status}", f"Temporal UI: {ui_link(settings, args.run_id)}"]
     if status == "running":
         progress = await handle.query("progress", result_type=RunProgress)
-        lines.append(f"stage {progress.stage}; chunks {progress.chunks_done}/{progress.chunks_total}; "
-                     f"rejections so far {progress.rejections}")
+        lines.append(f"stage {progress.stage}")
+    from services.orchestrator.watch import tally
+
+    lines += await tally(settings.redis_url, args.run_id)  # chunk-level counts, from the progress events
     _emit(lines)
     if status == "failed":
         try:

@@ -13,6 +13,7 @@ from temporalio.client import WorkflowFailureError
 
 from deploy.devstack import DevStack, DevStackError, run_dev, running
 from services.orchestrator.cli import failure_reason, start_run
+from services.orchestrator.watch import tally
 from shared.contracts import RunProgress, RunResult
 from shared.settings import Settings
 from shared.temporal import connect
@@ -57,8 +58,8 @@ async def _run_and_follow(settings: Settings, contacts: Path, opportunities: Pat
         await asyncio.wait([result], timeout=15)
         if not result.done():
             progress = await handle.query("progress", result_type=RunProgress)
-            stack.say(f"progress: stage {progress.stage}, chunks {progress.chunks_done}/{progress.chunks_total} "
-                      f"done, {progress.rejections} gate rejections so far")
+            counts = "; ".join(await tally(settings.redis_url, run_id))
+            stack.say(f"progress: stage {progress.stage}; {counts}")
     return await result
 
 

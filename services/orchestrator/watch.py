@@ -127,6 +127,24 @@ class Watcher:
                 for name, t in self.branches.items()]
 
 
+async def tally(redis_url: str, run_id: str) -> list[str]:
+    """Per-branch totals from the events published so far (chunk level, unlike the workflow's batch-level
+    query); empty when Redis cannot be read."""
+    redis: Redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    watcher = Watcher(Console(quiet=True))
+    try:
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(
+            run_stream(run_id)
+        )  # type: ignore[assignment]
+    except (RedisError, OSError):
+        return []
+    finally:
+        await redis.aclose()
+    for _entry_id, fields in entries:
+        watcher.handle(decode(fields))
+    return watcher.totals()
+
+
 async def watch(redis_url: str, run_id: str, console: Console | None = None,
                 jaeger_url: str = "http://127.0.0.1:16686") -> int:
     """Print the run's progress until it ends; 0 when it completed, 1 when it failed."""
