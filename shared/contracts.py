@@ -397,12 +397,10 @@ class Report(Contract):
 
 
 class RunProgress(Contract):
-    """What ``tollgate status`` shows while a run is under way."""
+    """The workflow's own view of a running run; chunk counts come from the progress events, which see every
+    chunk as it passes its gate, where this workflow sees only finished batches."""
 
     stage: str
-    chunks_total: int = 0
-    chunks_done: int = 0
-    rejections: int = 0
 
 
 class RunResult(Contract):

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from services.orchestrator.cli import failure_reason, start_run
+from services.orchestrator.cli import start_run
 from shared.contracts import RunResult
+from shared.failures import failure_reason
 from tests.harness import ARTICLE, Stack
 from tests.scripted_llm import ScriptedLlm
 

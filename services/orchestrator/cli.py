@@ -19,11 +19,12 @@ from typing import NoReturn
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from shared import steps
 from shared.contracts import Report, RunOptions, RunProgress, RunRequest, RunResult, StepPolicy
+from shared.failures import failure_reason
 from shared.settings import Settings, get_settings
 from shared.telemetry import current_trace_id, flush_tracing, setup_tracing, tracer
 from shared.temporal import connect
@@ -80,17 +81,6 @@ async def _client(settings: Settings) -> Client:
 
 def ui_link(settings: Settings, run_id: str) -> str:
     return f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{run_id}"
-
-
-def failure_reason(error: BaseException) -> str:
-    """The innermost message of a Temporal failure chain: the one that says what went wrong."""
-    message = str(error)
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, FailureError) and cause.message:
-            message = cause.message
-        cause = cause.__cause__ or getattr(cause, "cause", None)
-    return message
 
 
 def summary_lines(report: Report, result: RunResult, settings: Settings) -> list[str]:

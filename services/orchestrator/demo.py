@@ -12,9 +12,10 @@ from pathlib import Path
 from temporalio.client import WorkflowFailureError
 
 from deploy.devstack import DevStack, DevStackError, run_dev, running
-from services.orchestrator.cli import failure_reason, start_run
+from services.orchestrator.cli import start_run
 from services.orchestrator.watch import tally
 from shared.contracts import RunProgress, RunResult
+from shared.failures import failure_reason
 from shared.settings import Settings
 from shared.temporal import connect
 

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ValidationTask,
     )
     from shared.events import BranchPlan, EventBody, EventKind, ProgressEvent
+    from shared.failures import failure_reason
 
 ANALYZE = {"contacts": steps.ENRICH_CONTACTS, "opportunities": steps.ASSESS_OPPORTUNITIES}
 VALIDATE = {"contacts": steps.VALIDATE_CONTACTS, "opportunities": steps.VALIDATE_OPPORTUNITIES}
@@ -155,8 +156,8 @@ class CrmAnalysisWorkflow:
     def progress(self) -> RunProgress:
         return self._progress
 
-    def _advance(self, **changes: object) -> None:
-        self._progress = self._progress.model_copy(update=changes)
+    def _advance(self, stage: str) -> None:
+        self._progress = RunProgress(stage=stage)
 
     @workflow.run
     async def run(self, request: RunRequest) -> RunResult:
@@ -164,12 +165,8 @@ class CrmAnalysisWorkflow:
         try:
             result = await self._run(request)
         except FailureError as error:
-            reason, cause = error.message, error.cause
-            while isinstance(cause, FailureError):  # the innermost message says what went wrong
-                reason = cause.message or reason
-                cause = cause.cause
             await announce(request.run_id, "run_failed", self._progress.stage,
-                           body=EventBody(summary=reason[:2000]))
+                           body=EventBody(summary=failure_reason(error)[:2000]))
             raise
         report = result.report
         await announce(request.run_id, "run_completed", body=EventBody(
@@ -190,8 +187,7 @@ class CrmAnalysisWorkflow:
                           opportunity_chunk_size=options.opportunity_chunk_size),
             IngestResult, options.ingest, options.analyzer_queue,
         )
-        self._advance(stage="analysis",
-                      chunks_total=len(ingested.contacts.chunks) + len(ingested.opportunities.chunks))
+        self._advance(stage="analysis")
         await announce(request.run_id, "ingest_done", body=EventBody(plans=[
             BranchPlan(branch=d.branch, rows=d.rows, chunks=len(d.chunks))
             for d in (ingested.contacts, ingested.opportunities)
@@ -234,7 +230,6 @@ class CrmAnalysisWorkflow:
             raise budget_spent(request.run_id, "insights", self._tokens, options.token_budget)
         insights_gate = await run_gated_step("insights", options.gate_attempts, analyze, validate,
                                              StepAnnouncer(request.run_id, "insights", None))
-        self._count(insights_gate)
 
         self._advance(stage="report")
         assert insights_gate.accepted_output is not None
@@ -247,9 +242,6 @@ class CrmAnalysisWorkflow:
         )
         self._advance(stage="completed")
         return result
-
-    def _count(self, gate: GateRecord) -> None:
-        self._advance(rejections=self._progress.rejections + len(gate.rejections))
 
     async def _branch(self, run_id: str, dataset: DatasetRef, options: RunOptions) -> list[GateRecord]:
         """One child workflow per batch of chunks, one batch after another."""
@@ -277,8 +269,5 @@ class CrmAnalysisWorkflow:
                                            non_retryable=True) from error
                 raise
             gates.extend(result.gates)
-            for gate in result.gates:
-                self._count(gate)
-                self._tokens += gate.usage.tokens
-            self._advance(chunks_done=self._progress.chunks_done + len(result.gates))
+            self._tokens += sum(gate.usage.tokens for gate in result.gates)
         return gates
