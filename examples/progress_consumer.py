@@ -16,7 +16,7 @@ import logging
 from faststream import AsyncAPI, FastStream
 from faststream.redis import RedisBroker, StreamSub
 
-from shared.events import ALL_RUNS_STREAM, ProgressEvent
+from shared.events import ALL_RUNS_STREAM, FINAL_KINDS, ProgressEvent
 from shared.settings import get_settings
 
 log = logging.getLogger("progress-consumer")
@@ -44,7 +44,7 @@ async def on_progress(event: ProgressEvent) -> None:
     if event.kind == "gate_verdict" and not event.body.passed:
         log.info("run %s: %s attempt %d rejected by the %s layer: %s", event.run_id, event.step, event.attempt,
                  event.body.layer, "; ".join(event.body.reasons[:3]))
-    elif event.kind in ("run_completed", "run_failed"):
+    elif event.kind in FINAL_KINDS:
         log.info("run %s %s: %s", event.run_id, event.kind.removeprefix("run_"), event.body.summary)
     received.append(event)
 

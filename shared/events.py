@@ -11,8 +11,12 @@ from shared.contracts import Branch, Contract, GateLayer, TokenUsage
 
 EventKind = Literal[
     "run_started", "ingest_done", "step_started", "step_succeeded", "gate_verdict", "retry_with_feedback",
-    "step_failed", "run_completed", "run_failed",
+    "step_failed", "run_completed", "run_failed", "run_cancelled",
 ]
+
+# The kinds after which a run announces nothing more. A terminated run or one that timed out publishes no last
+# event at all (no workflow code runs): subscribers learn of it from Temporal.
+FINAL_KINDS: frozenset[str] = frozenset({"run_completed", "run_failed", "run_cancelled"})
 
 
 class BranchPlan(Contract):

@@ -19,7 +19,7 @@ from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.events import ALL_RUNS_STREAM, ProgressEvent, run_stream
+from shared.events import ALL_RUNS_STREAM, FINAL_KINDS, ProgressEvent, run_stream
 
 log = logging.getLogger("tollgate.progress")
 
@@ -126,7 +126,7 @@ class ProgressPublisher:
             await self.redis.incr(f"tollgate:duplicates:{event.run_id}")
             return False
         update: dict[str, object] = {"seq": int(seq), "published_at": datetime.now(UTC)}
-        if event.kind in ("run_completed", "run_failed"):
+        if event.kind in FINAL_KINDS:
             update["body"] = event.body.model_copy(update={"events_lost": self.lost(event.run_id)})
         stamped = event.model_copy(update=update)
         body = stamped.model_dump_json().encode()

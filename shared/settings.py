@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         default=20.0, description="A worker silent this long is presumed dead and its step is retried elsewhere."
     )
     ingest_timeout_seconds: float = 1800.0
+    activity_max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Temporal attempts of one analysis or validation activity (timeouts, "
+        "provider errors) before the step fails; a gate rejection is not one of them.")
 
     # Workers
     max_concurrent_activities: int = Field(default=4, ge=1, le=1000)

@@ -65,7 +65,8 @@ class ScriptedLlm:
             self.requests.append(request)
             n = self._counts.get(key, 0)
             self._counts[key] = n + 1
-            script = self.scripts.get(key) or self.scripts.get(("*", request.step, request.agent))
+            script = (self.scripts.get(key) or self.scripts.get((request.run, "*", request.agent))
+                      or self.scripts.get(("*", request.step, request.agent)))
         if not script:
             return "correct"
         return script[min(n, len(script) - 1)]
@@ -181,8 +182,10 @@ def answer(request: Request, behaviour: str) -> str:
                       for label in labels]
         return json.dumps({"contacts": labels})
     if request.agent == "opportunity-risk":
-        rows = _json_lines(prompt, "OPPORTUNITIES (")
-        return json.dumps({"opportunities": [_opportunity_label(row) for row in rows]})
+        risks = [_opportunity_label(row) for row in _json_lines(prompt, "OPPORTUNITIES (")]
+        if behaviour == "invent_ids" and risks:
+            risks[-1] = {**risks[-1], "id": "O-99999"}
+        return json.dumps({"opportunities": risks})
     if request.agent == "insights":
         figures = json.loads(prompt.split("FIGURES: ", 1)[1].splitlines()[0])
         pipeline = figures["pipeline_value"] + (1000 if behaviour == "wrong_figure" else 0)

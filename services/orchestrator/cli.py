@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from shared import steps
 from shared.contracts import Report, RunOptions, RunProgress, RunRequest, RunResult, StepPolicy
-from shared.failures import failure_reason
+from shared.failures import failure_reason, run_ending
 from shared.settings import Settings, get_settings
 from shared.telemetry import current_trace_id, flush_tracing, setup_tracing, tracer
 from shared.temporal import connect
@@ -34,6 +34,7 @@ DEMO_OPPORTUNITIES = 16
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_RUNNING = 3
+EXIT_INTERRUPTED = 130
 
 
 class CliError(Exception):
@@ -63,9 +64,9 @@ def run_options(settings: Settings) -> RunOptions:
         token_budget=settings.run_token_budget,
         ingest=StepPolicy(start_to_close=ingest, schedule_to_close=ingest * 2, heartbeat=heartbeat * 3, max_attempts=3),
         analysis=StepPolicy(start_to_close=analysis, schedule_to_close=analysis * 5, heartbeat=heartbeat,
-                            max_attempts=5),
+                            max_attempts=settings.activity_max_attempts),
         validation=StepPolicy(start_to_close=validation, schedule_to_close=validation * 5, heartbeat=heartbeat,
-                              max_attempts=5),
+                              max_attempts=settings.activity_max_attempts),
     )
 
 
@@ -111,7 +112,7 @@ async def _await_result(handle: WorkflowHandle[object, RunResult], settings: Set
     try:
         result = await handle.result()
     except WorkflowFailureError as error:
-        raise CliError(f"run {handle.id} failed: {failure_reason(error)}") from None
+        raise CliError(f"run {handle.id} {run_ending(error)}") from None
     if as_json:
         print(result.report.model_dump_json(indent=2), flush=True)
     else:
@@ -155,23 +156,54 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     print(f"run {run_id} started\nTemporal UI: {ui_link(settings, run_id)}", file=out, flush=True)
     if trace_id:
         print(f"trace {trace_id}: {settings.jaeger_url}/trace/{trace_id}", file=out, flush=True)
-    if args.follow:
-        await _follow(settings, run_id)
-    if args.wait:
-        await _await_result(handle, settings, args.json)
+    try:
+        if args.follow:
+            await _follow(client, settings, run_id)
+        if args.wait:
+            await _await_result(handle, settings, args.json)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(f"\nstopped waiting; run {run_id} goes on. Follow it with `tollgate watch {run_id}`, fetch its report "
+              f"with `tollgate result {run_id} --wait`, or stop it with `tollgate cancel {run_id}`",
+              file=sys.stderr, flush=True)
+        raise CliError("interrupted", EXIT_INTERRUPTED) from None
 
 
-async def _follow(settings: Settings, run_id: str) -> None:
+async def _follow(client: Client, settings: Settings, run_id: str) -> None:
     from services.orchestrator.watch import watch
 
-    if await watch(settings.redis_url, run_id, jaeger_url=settings.jaeger_url) != 0:
-        raise CliError(f"run {run_id} failed")
+    async def run_status() -> str:
+        return (await _describe(client, run_id))[1]
+
+    if await watch(settings.redis_url, run_id, jaeger_url=settings.jaeger_url, run_status=run_status) != 0:
+        raise CliError(f"run {run_id} did not complete: {await _ending(client, run_id)}")
+
+
+async def _ending(client: Client, run_id: str) -> str:
+    """How an ended run ended, in one line."""
+    handle, status = await _describe(client, run_id)
+    if status == "completed":
+        return "completed"
+    try:
+        await handle.result()
+    except WorkflowFailureError as error:
+        return run_ending(error)
+    return status
 
 
 async def cmd_watch(args: argparse.Namespace, settings: Settings) -> None:
     client = await _client(settings)
     await _describe(client, args.run_id)  # an unknown run is an error, not an endless wait
-    await _follow(settings, args.run_id)
+    await _follow(client, settings, args.run_id)
+
+
+async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> None:
+    client = await _client(settings)
+    handle, status = await _describe(client, args.run_id)
+    if status != "running":
+        raise CliError(f"run {args.run_id} is not running (it is {status.replace('_', ' ')})", EXIT_USAGE)
+    await handle.cancel()
+    _emit([f"run {args.run_id}: cancellation requested; steps in flight are cancelled and the run ends as "
+           f"cancelled (`tollgate status {args.run_id}` shows it)"])
 
 
 async def _describe(client: Client, run_id: str) -> tuple[WorkflowHandle[object, RunResult], str]:
@@ -225,6 +257,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--follow", action="store_true", help="follow the run's progress events until it ends")
     watch = sub.add_parser("watch", help="replay a run's progress from the start and follow it until it ends")
     watch.add_argument("run_id")
+    cancel = sub.add_parser("cancel", help="cancel a running run (it ends as cancelled, with a run_cancelled event)")
+    cancel.add_argument("run_id")
     trace = sub.add_parser("trace", help="print a run's span tree from the spans written to TOLLGATE_TRACE_DIR")
     trace.add_argument("run_id")
     status = sub.add_parser("status", help="show a run's state and progress")
@@ -256,7 +290,8 @@ async def cmd_trace(args: argparse.Namespace, settings: Settings) -> None:
     _emit(lines)
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "result": cmd_result, "watch": cmd_watch, "trace": cmd_trace}
+COMMANDS = {"run": cmd_run, "status": cmd_status, "result": cmd_result, "watch": cmd_watch, "trace": cmd_trace,
+            "cancel": cmd_cancel}
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -7,11 +7,19 @@ a crash between the analysis and its verdict resumes at the verdict.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Protocol, TypeVar, cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    TimeoutError,
+    TimeoutType,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
@@ -31,31 +39,70 @@ class GateEvents(Protocol):
     async def failed(self, attempt: int, verdict: GateVerdict) -> None: ...
 
 # Failures that no retry of the same activity can fix: Temporal gives up on them at once.
-NON_RETRYABLE = ["BadInput", "LlmRequestRejected", "GateBudgetSpent"]
+NON_RETRYABLE = ["BadInput", "LlmRequestRejected", "GateBudgetSpent", "StepFailed", "TokenBudgetSpent"]
 FEEDBACK_ITEMS = 12  # reasons handed to the retried step; more only dilutes a small model's attention
 KEPT_REASONS = 5  # reasons per rejection kept in the run's history and report
 
 
 async def run_step(activity: str, argument: BaseModel, result_type: type[R], policy: StepPolicy,
-                   task_queue: str) -> R:
-    """Run one activity under its step class's timeouts and retry policy; its result is checkpointed."""
-    result = await workflow.execute_activity(
-        activity,
-        argument,
-        result_type=result_type,
-        task_queue=task_queue,
-        start_to_close_timeout=policy.start_to_close,
-        schedule_to_close_timeout=policy.schedule_to_close,
-        heartbeat_timeout=policy.heartbeat,
-        retry_policy=RetryPolicy(
-            initial_interval=policy.initial_retry,
-            backoff_coefficient=2.0,
-            maximum_interval=max(policy.max_retry_interval, policy.initial_retry),
-            maximum_attempts=policy.max_attempts,
-            non_retryable_error_types=NON_RETRYABLE,
-        ),
-    )
+                   task_queue: str, step: str) -> R:
+    """Run one activity under its step class's timeouts and retry policy; its result is checkpointed.
+
+    When Temporal gives up on it, the error names the step, the activity and the limit it hit."""
+    try:
+        result = await workflow.execute_activity(
+            activity,
+            argument,
+            result_type=result_type,
+            task_queue=task_queue,
+            start_to_close_timeout=policy.start_to_close,
+            schedule_to_close_timeout=policy.schedule_to_close,
+            heartbeat_timeout=policy.heartbeat,
+            retry_policy=RetryPolicy(
+                initial_interval=policy.initial_retry,
+                backoff_coefficient=2.0,
+                maximum_interval=max(policy.max_retry_interval, policy.initial_retry),
+                maximum_attempts=policy.max_attempts,
+                non_retryable_error_types=NON_RETRYABLE,
+            ),
+        )
+    except ActivityError as error:
+        if is_cancelled_exception(error):
+            raise
+        cause = error.cause
+        if isinstance(cause, ApplicationError) and cause.type in NON_RETRYABLE:
+            raise cause from None  # it says what is wrong already (a bad file, a rejected request)
+        raise step_failure(step, activity, policy, error) from None
     return cast(R, result)
+
+
+def _seconds(value: timedelta | None) -> str:
+    total = int(value.total_seconds()) if value else 0
+    return f"{total // 60} min {total % 60} s" if total >= 60 and total % 60 else (
+        f"{total // 60} min" if total >= 60 else f"{total} s")
+
+
+def step_failure(step: str, activity: str, policy: StepPolicy, error: ActivityError) -> ApplicationError:
+    """What Temporal gave up on, in words: the step, its activity, the limit and the last attempt's error."""
+    cause = error.cause
+    if isinstance(cause, TimeoutError):
+        limits = {
+            TimeoutType.START_TO_CLOSE: f"its start-to-close timeout ({_seconds(policy.start_to_close)})",
+            TimeoutType.HEARTBEAT: f"its heartbeat timeout ({_seconds(policy.heartbeat)}: the worker went quiet)",
+            TimeoutType.SCHEDULE_TO_CLOSE: f"its schedule-to-close limit ({_seconds(policy.schedule_to_close)})",
+            TimeoutType.SCHEDULE_TO_START: "its schedule-to-start timeout (no worker picked it up)",
+        }
+        last = f"the last attempt hit {limits.get(cause.type or TimeoutType.START_TO_CLOSE, 'a timeout')}"
+    else:
+        last = f"the last attempt said: {str(cause) if cause is not None else error.message}"
+    if error.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED:
+        gave_up = f"gave up after {policy.max_attempts} attempts (its retry limit)"
+    elif error.retry_state == RetryState.TIMEOUT:
+        gave_up = f"gave up when its schedule-to-close limit ({_seconds(policy.schedule_to_close)}) ran out"
+    else:
+        gave_up = "gave up"
+    return ApplicationError(f"step {step}: activity {activity} {gave_up}; {last}"[:1500], type="StepFailed",
+                            non_retryable=True)
 
 
 def _trimmed(verdict: GateVerdict) -> GateVerdict:
@@ -70,6 +117,18 @@ def budget_spent_message(step: str, attempts: int, last: GateVerdict) -> str:
         f"step {step} was rejected {attempts} times, its budget; the last rejection "
         f"({last.layer} layer) said: {reasons}{suffix}"
     )
+
+
+async def _even_if_cancelled(*announcements: Callable[[], Awaitable[None]]) -> None:
+    """Announce a spent budget; a cancel (a sibling failed and the fan-out is settling) stops the announcements
+    but not the failure that follows, so the run's error names this step whether or not it was announced."""
+    for announce in announcements:
+        try:
+            await announce()
+        except BaseException as error:
+            if not is_cancelled_exception(error):
+                raise
+            return
 
 
 async def run_gated_step(
@@ -88,11 +147,10 @@ async def run_gated_step(
             await events.started(attempt)
         output = await analyze(attempt, feedback)
         verdict = await validate(output)
-        if events:
-            await events.verdict(verdict)
         usage = usage + output.usage + verdict.usage
         if verdict.passed:
             if events:
+                await events.verdict(verdict)
                 await events.succeeded(attempt)
             return GateRecord(step=step, attempts=attempt, passed=True, accepted_output=output.output,
                               rejections=rejections, usage=usage)
@@ -100,11 +158,11 @@ async def run_gated_step(
         feedback = verdict.failed_checks[:FEEDBACK_ITEMS]
         workflow.logger.info("gate rejected %s attempt %d (%s layer, %d checks failed)", step, attempt,
                              verdict.layer, verdict.failed_total)
-        if events:
-            if attempt < budget:
-                await events.retrying(attempt + 1, feedback)
-            else:
-                await events.failed(attempt, verdict)
+        if events and attempt < budget:
+            await events.verdict(verdict)
+            await events.retrying(attempt + 1, feedback)
+        elif events:
+            await _even_if_cancelled(lambda: events.verdict(verdict), lambda: events.failed(attempt, verdict))
     raise ApplicationError(
         budget_spent_message(step, budget, rejections[-1]),
         GateRecord(step=step, attempts=budget, passed=False, accepted_output=None, rejections=rejections,

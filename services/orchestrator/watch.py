@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from faststream.redis.parser import BinaryMessageFormatV1
@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from shared.events import ProgressEvent, run_stream
+from shared.events import FINAL_KINDS, ProgressEvent, run_stream
 
 DATA_KEY = b"__data__"
 
@@ -24,20 +24,38 @@ def decode(fields: dict[bytes, bytes]) -> ProgressEvent:
     return ProgressEvent.model_validate_json(body)
 
 
-async def follow(redis: Redis, run_id: str, *, block_ms: int = 1000) -> AsyncIterator[ProgressEvent]:
-    """Every event of the run once, in sequence order, from the first; ends after run_completed or run_failed.
+RunStatus = Callable[[], Awaitable[str]]
+# A run that Temporal reports ended is given this long for its last event to arrive (the orchestrator publishes
+# after the workflow's own step); a terminated or timed-out run has no last event to wait for.
+LAST_EVENT_GRACE = 10.0
+SILENT_ENDS = ("terminated", "timed_out")
+
+
+async def follow(redis: Redis, run_id: str, *, block_ms: int = 1000,
+                 run_status: RunStatus | None = None) -> AsyncIterator[ProgressEvent]:
+    """Every event of the run once, in sequence order, from the first; ends after its final event
+    (completed, failed, cancelled), or, given ``run_status``, once Temporal says the run ended without one.
 
     Survives Redis going away: it waits and resumes after the last entry it saw."""
     last = "0"
     seen: set[str] = set()
+    loop = asyncio.get_running_loop()
+    ended_at: float | None = None
     while True:
         try:
             answer: list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] = await redis.xread(
                 {run_stream(run_id): last}, block=block_ms, count=500
             )  # type: ignore[assignment]
         except (RedisError, OSError):
+            answer = []
             await asyncio.sleep(0.5)
-            continue
+        if not answer and run_status is not None:
+            if ended_at is None:
+                status = await run_status()
+                if status != "running":
+                    ended_at = loop.time() - (LAST_EVENT_GRACE if status in SILENT_ENDS else 0)
+            if ended_at is not None and loop.time() - ended_at >= LAST_EVENT_GRACE:
+                return
         for _stream, entries in answer:
             for entry_id, fields in entries:
                 last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
@@ -46,7 +64,7 @@ async def follow(redis: Redis, run_id: str, *, block_ms: int = 1000) -> AsyncIte
                     continue
                 seen.add(event.event_id)
                 yield event
-                if event.kind in ("run_completed", "run_failed"):
+                if event.kind in FINAL_KINDS:
                     return
 
 
@@ -121,6 +139,8 @@ class Watcher:
                       + (f"; {event.body.events_lost} progress events lost" if event.body.events_lost else ""))
         elif event.kind == "run_failed":
             self.line(f"#{event.seq} run failed at {event.step or 'start'}: {event.body.summary}")
+        elif event.kind == "run_cancelled":
+            self.line(f"#{event.seq} run cancelled at {event.step or 'start'}")
 
     def totals(self) -> list[str]:
         return [f"{name}: {t.done}/{t.chunks} chunks done, {t.rejections} rejections, {t.retries} retries"
@@ -146,21 +166,28 @@ async def tally(redis_url: str, run_id: str) -> list[str]:
 
 
 async def watch(redis_url: str, run_id: str, console: Console | None = None,
-                jaeger_url: str = "http://127.0.0.1:16686") -> int:
-    """Print the run's progress until it ends; 0 when it completed, 1 when it failed."""
+                jaeger_url: str = "http://127.0.0.1:16686", run_status: RunStatus | None = None) -> int:
+    """Print the run's progress until it ends, however it ends; 0 when it completed, 1 otherwise."""
     console = console or Console()
     redis: Redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     watcher = Watcher(console, jaeger_url=jaeger_url)
     status = 1
+    final = False
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
                       transient=False, disable=not console.is_terminal) as progress:
             watcher.progress = progress
-            async for event in follow(redis, run_id):
+            async for event in follow(redis, run_id, run_status=run_status):
                 watcher.handle(event)
+                final = final or event.kind in FINAL_KINDS
                 if event.kind == "run_completed":
                     status = 0
         watcher.progress = None
+        if not final and run_status is not None:
+            ended = await run_status()
+            watcher.line(f"run {run_id} ended: {ended.replace('_', ' ')}" + (
+                " (by Temporal: no workflow code ran to announce it)" if ended in SILENT_ENDS else ""))
+            status = 0 if ended == "completed" else 1
         for line in watcher.totals():
             watcher.line(line)
     finally:

@@ -11,9 +11,10 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from services.orchestrator.fanout import settle_all
     from services.orchestrator.gate import run_gated_step, run_step
     from shared import steps
     from shared.contracts import (
@@ -118,7 +119,7 @@ class ChunkBatchWorkflow:
                 task = ChunkTask(run_id=request.run_id, step=step, branch=request.branch, chunk=chunk,
                                  attempt=attempt, feedback=feedback)
                 return await run_step(
-                    ANALYZE[request.branch], task, StepOutput, options.analysis, options.analyzer_queue,
+                    ANALYZE[request.branch], task, StepOutput, options.analysis, options.analyzer_queue, step,
                 )
 
             async def validate(output: StepOutput) -> GateVerdict:
@@ -126,7 +127,7 @@ class ChunkBatchWorkflow:
                                       ai_review_sample=options.ai_review_sample,
                                       chunk=chunk)
                 return await run_step(
-                    VALIDATE[request.branch], task, GateVerdict, options.validation, options.validator_queue,
+                    VALIDATE[request.branch], task, GateVerdict, options.validation, options.validator_queue, step,
                 )
 
             nonlocal spent
@@ -138,10 +139,10 @@ class ChunkBatchWorkflow:
                 spent += record.usage.tokens
                 return record
 
-        gates = await asyncio.gather(
-            *(gate_chunk(request.first_index + offset, chunk) for offset, chunk in enumerate(request.chunks))
+        gates = await settle_all(
+            [gate_chunk(request.first_index + offset, chunk) for offset, chunk in enumerate(request.chunks)]
         )
-        return BatchResult(gates=list(gates))
+        return BatchResult(gates=gates)
 
 
 @workflow.defn(name=steps.WORKFLOW)
@@ -164,9 +165,14 @@ class CrmAnalysisWorkflow:
         await announce(request.run_id, "run_started")
         try:
             result = await self._run(request)
-        except FailureError as error:
-            await announce(request.run_id, "run_failed", self._progress.stage,
-                           body=EventBody(summary=failure_reason(error)[:2000]))
+        except BaseException as error:
+            if is_cancelled_exception(error):
+                # a cancelled run still says so; the announcement is a new command, allowed after the cancel
+                await announce(request.run_id, "run_cancelled", self._progress.stage,
+                               body=EventBody(summary="the run was cancelled"))
+            elif isinstance(error, FailureError):
+                await announce(request.run_id, "run_failed", self._progress.stage,
+                               body=EventBody(summary=failure_reason(error)[:2000]))
             raise
         report = result.report
         await announce(request.run_id, "run_completed", body=EventBody(
@@ -185,17 +191,17 @@ class CrmAnalysisWorkflow:
                           opportunities_path=request.opportunities_path,
                           contact_chunk_size=options.contact_chunk_size,
                           opportunity_chunk_size=options.opportunity_chunk_size),
-            IngestResult, options.ingest, options.analyzer_queue,
+            IngestResult, options.ingest, options.analyzer_queue, "ingest",
         )
         self._advance(stage="analysis")
         await announce(request.run_id, "ingest_done", body=EventBody(plans=[
             BranchPlan(branch=d.branch, rows=d.rows, chunks=len(d.chunks))
             for d in (ingested.contacts, ingested.opportunities)
         ]))
-        contact_gates, opportunity_gates = await asyncio.gather(
+        contact_gates, opportunity_gates = await settle_all([
             self._branch(request.run_id, ingested.contacts, options),
             self._branch(request.run_id, ingested.opportunities, options),
-        )
+        ])
 
         self._advance(stage="aggregation")
         context = await run_step(
@@ -206,7 +212,7 @@ class CrmAnalysisWorkflow:
                 contact_outputs=[g.accepted_output for g in contact_gates if g.accepted_output],
                 opportunity_outputs=[g.accepted_output for g in opportunity_gates if g.accepted_output],
             ),
-            ArtifactRef, options.ingest, options.analyzer_queue,
+            ArtifactRef, options.ingest, options.analyzer_queue, "aggregate",
         )
 
         self._advance(stage="insights")
@@ -215,7 +221,7 @@ class CrmAnalysisWorkflow:
             task = InsightsTask(run_id=request.run_id, step="insights", attempt=attempt, context=context,
                                 feedback=feedback)
             return await run_step(
-                steps.WRITE_INSIGHTS, task, StepOutput, options.analysis, options.analyzer_queue,
+                steps.WRITE_INSIGHTS, task, StepOutput, options.analysis, options.analyzer_queue, "insights",
             )
 
         async def validate(output: StepOutput) -> GateVerdict:
@@ -223,7 +229,7 @@ class CrmAnalysisWorkflow:
                                   ai_review_sample=options.ai_review_sample,
                                   insights_context=context)
             return await run_step(
-                steps.VALIDATE_INSIGHTS, task, GateVerdict, options.validation, options.validator_queue,
+                steps.VALIDATE_INSIGHTS, task, GateVerdict, options.validation, options.validator_queue, "insights",
             )
 
         if options.token_budget and self._tokens >= options.token_budget:
@@ -238,7 +244,7 @@ class CrmAnalysisWorkflow:
             ReportRequest(run_id=request.run_id, facts=ingested.facts, insights_output=insights_gate.accepted_output,
                           insights_context=context, contact_gates=contact_gates, opportunity_gates=opportunity_gates,
                           insights_gate=insights_gate),
-            RunResult, options.validation, options.orchestrator_queue,
+            RunResult, options.validation, options.orchestrator_queue, "report",
         )
         self._advance(stage="completed")
         return result

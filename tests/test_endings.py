@@ -1,0 +1,155 @@
+"""Every run ends, however it ends: spent budgets in many siblings at once, a cancel, a terminate, a timeout.
+
+A run that never ends is the worst failure a durable system can have; these tests hold every ending to a deadline
+and check that the workflow tasks were never rejected on the way (the symptom of commands issued after the end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+
+from services.orchestrator.cli import start_run
+from shared.contracts import RunResult
+from shared.events import ProgressEvent
+from shared.failures import failure_reason
+from tests.harness import ARTICLE, Stack, tollgate_cli
+from tests.scripted_llm import ScriptedLlm
+from tests.test_progress import events_of
+
+OPPORTUNITIES = ARTICLE / "crm_opportunities.csv"
+
+
+def write_contacts(path: Path, count: int) -> Path:
+    rows = [f"{i},Person {i},Company {i % 4},Engineer,2024-01-01" for i in range(1, count + 1)]
+    path.write_text("id,name,company,title,created_date\n" + "\n".join(rows) + "\n")
+    return path
+
+
+async def workflow_task_failures(client: Client, workflow_id: str) -> list[str]:
+    """Why workflow tasks of this workflow failed, if any did. An unhandled-command rejection is left out: it is
+    the server's ordinary answer to a workflow that tried to close while new events were arriving (the task is
+    retried at once with those events), not a workflow error."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return [e.workflow_task_failed_event_attributes.failure.message for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+            and e.workflow_task_failed_event_attributes.cause
+            != WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND]
+
+
+async def ended_reason(handle: WorkflowHandle[object, RunResult], within: float) -> str:
+    try:
+        await asyncio.wait_for(handle.result(), timeout=within)
+    except WorkflowFailureError as error:
+        return failure_reason(error)
+    raise AssertionError("the run completed; it was meant to fail")
+
+
+def spent_steps_named(reason: str) -> set[str]:
+    return set(re.findall(r"step ((?:contacts|opportunities)/chunk-\d{5}) was rejected 2 times", reason))
+
+
+async def run_to_failure(client: Client, stack: Stack, run_id: str, contacts: Path) -> tuple[str, list[ProgressEvent]]:
+    settings = stack.settings.model_copy(update={
+        "contact_chunk_size": 1, "opportunity_chunk_size": 1, "max_parallel_chunks": 15, "gate_attempts": 2,
+        "chunks_per_batch": 50})
+    live = asyncio.ensure_future(events_of(settings.redis_url, run_id, within=60))
+    started = time.monotonic()
+    handle = await start_run(client, settings, contacts, OPPORTUNITIES, run_id)
+    reason = await ended_reason(handle, within=60)
+    assert time.monotonic() - started < 60
+    # every fan-out settled before it failed: no workflow task was rejected anywhere
+    for workflow_id in (run_id, f"{run_id}.contacts.batch-0000", f"{run_id}.opportunities.batch-0000"):
+        assert await workflow_task_failures(client, workflow_id) == [], workflow_id
+    events = await live
+    assert events[-1].kind == "run_failed" and events[-1].body.summary == reason[:2000]
+    return reason, events
+
+
+async def test_every_chunk_of_a_batch_spending_its_budget_at_once_ends_the_run(
+        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str, tmp_path: Path) -> None:
+    scripted_llm.script(run_id, "*", "contact-enricher", ["invent_ids"])
+    reason, events = await run_to_failure(client, stack, run_id, write_contacts(tmp_path / "c.csv", 15))
+
+    # The first step to spend its budget cancels the siblings still in flight; every step the error names did
+    # spend its budget. A progress event is published at least once (a workflow task the server turned away may
+    # have published already), so events can show a step_failed for a step that was cancelled in the task that
+    # counted: the history is the record, not the events.
+    named = spent_steps_named(reason)
+    assert named and reason.startswith(f"{len(named)} steps failed: " if len(named) > 1 else "step contacts/")
+    for step in named:
+        assert len(scripted_llm.requests_for(run_id, step, "contact-enricher")) == 2, step
+    assert named & {e.step for e in events if e.kind == "step_failed"}
+    assert scripted_llm.requests_for(run_id, "insights") == []
+
+
+async def test_both_branches_spending_budgets_at_once_end_the_run(
+        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str, tmp_path: Path) -> None:
+    scripted_llm.script(run_id, "*", "contact-enricher", ["invent_ids"])
+    scripted_llm.script(run_id, "*", "opportunity-risk", ["invent_ids"])
+    reason, _events = await run_to_failure(client, stack, run_id, write_contacts(tmp_path / "c.csv", 15))
+
+    # The first branch to fail cancels the other; the steps named are the ones that did spend their budget (a
+    # step cancelled in flight is not named: it did not fail).
+    named = spent_steps_named(reason)
+    assert named
+    for step in named:
+        agent = "contact-enricher" if step.startswith("contacts") else "opportunity-risk"
+        assert len(scripted_llm.requests_for(run_id, step, agent)) == 2, step
+
+
+async def test_a_cancelled_run_ends_cancelled_and_watchers_stop(
+        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str) -> None:
+    # past the stack's 3 s client timeout, again and again: the step stays in flight
+    scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["slow:5"])
+    handle = await start_run(client, stack.settings, ARTICLE / "crm_contacts.csv", OPPORTUNITIES, run_id)
+    watching = asyncio.ensure_future(tollgate_cli(stack.env, "watch", run_id, seconds=60))
+    waiting = asyncio.ensure_future(tollgate_cli(stack.env, "result", run_id, "--wait", seconds=60))
+    await asyncio.sleep(1.0)
+    cancelled = await tollgate_cli(stack.env, "cancel", run_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"run {run_id}: cancellation requested" in cancelled.stdout
+
+    with_reason = await asyncio.wait_for(asyncio.gather(watching, waiting), 60)
+    watched, waited = with_reason
+    assert watched.returncode == 1 and "run cancelled at analysis" in watched.stdout, watched.stdout
+    assert waited.returncode == 1 and f"run {run_id} was cancelled" in waited.stderr
+    description = await handle.describe()
+    assert description.status is not None and description.status.name == "CANCELED"
+    events = await events_of(stack.settings.redis_url, run_id, within=10)
+    assert events[-1].kind == "run_cancelled"
+    assert await workflow_task_failures(client, run_id) == []
+    again = await tollgate_cli(stack.env, "cancel", run_id)
+    assert again.returncode == 2 and "is not running (it is canceled)" in again.stderr
+
+
+async def test_a_terminated_run_ends_watch_follow_and_wait(
+        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str) -> None:
+    # past the stack's 3 s client timeout, again and again: the step stays in flight
+    scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["slow:5"])
+    handle = await start_run(client, stack.settings, ARTICLE / "crm_contacts.csv", OPPORTUNITIES, run_id)
+    watching = asyncio.ensure_future(tollgate_cli(stack.env, "watch", run_id, seconds=60))
+    await asyncio.sleep(1.0)
+    await handle.terminate("operator stopped it")
+    watched = await asyncio.wait_for(watching, 60)
+    assert watched.returncode == 1
+    assert f"run {run_id} ended: terminated (by Temporal" in watched.stdout, watched.stdout
+    result = await tollgate_cli(stack.env, "result", run_id)
+    assert result.returncode == 1 and f"run {run_id} was terminated" in result.stderr
+
+
+async def test_a_step_that_times_out_names_the_step_the_activity_and_the_limit(
+        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str) -> None:
+    scripted_llm.script(run_id, "opportunities/chunk-00000", "opportunity-risk", ["slow:10"])
+    settings = stack.settings.model_copy(update={"analysis_timeout_seconds": 1.5, "activity_max_attempts": 2})
+    handle = await start_run(client, settings, ARTICLE / "crm_contacts.csv", OPPORTUNITIES, run_id)
+    reason = await ended_reason(handle, within=60)
+    assert reason.startswith("step opportunities/chunk-00000: activity assess_opportunity_chunk gave up after 2 "
+                             "attempts (its retry limit); the last attempt hit its "), reason
+    assert "timeout" in reason
+    assert len(scripted_llm.requests_for(run_id, "opportunities/chunk-00000", "opportunity-risk")) == 2
