@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Seniority = Literal["executive", "senior", "mid", "junior", "unknown"]
 Department = Literal[
-    "executive", "sales", "engineering", "product", "marketing", "finance", "operations", "hr", "other", "unknown"
+    "executive", "sales", "engineering", "product", "marketing", "finance", "operations", "hr", "support", "legal",
+    "other", "unknown",
 ]
 RiskLevel = Literal["low", "medium", "high"]
 QualityFlag = Literal[

@@ -17,10 +17,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-EXECUTIVE = re.compile(r"\b(ceo|cto|cfo|coo|chief|founder|president|owner)\b", re.IGNORECASE)
-SENIOR = re.compile(r"\b(vp|vice|head|director)\b", re.IGNORECASE)
-JUNIOR = re.compile(r"\b(intern|assistant|junior|trainee)\b", re.IGNORECASE)
-
 
 @dataclass
 class Request:
@@ -141,32 +137,30 @@ def _json_lines(prompt: str, marker: str) -> list[dict[str, Any]]:
 
 
 def _contact_label(row: dict[str, Any]) -> dict[str, Any]:
+    """A compliant model: it takes the first label each title allows, guessing a department where none is given
+    from a few words of its own (not the validator's taxonomy)."""
     title = str(row.get("title", ""))
-    if not title:
-        seniority, maker = "unknown", False
-    elif EXECUTIVE.search(title) and not re.search(r"\bvice\b", title, re.IGNORECASE):
-        seniority, maker = "executive", True
-    elif SENIOR.search(title):
-        seniority, maker = "senior", True
-    elif JUNIOR.search(title):
-        seniority, maker = "junior", False
-    else:
-        seniority, maker = "mid", False
+    allowed = row.get("allowed", {})
+    seniority = _first(allowed.get("seniority", "mid"))
     lowered = title.lower()
-    department = ("executive" if seniority == "executive" else "sales" if "sales" in lowered
-                  else "engineering" if re.search(r"eng|develop", lowered) else "unknown" if not title else "other")
+    guess = ("executive" if seniority == "executive" else "sales" if "sales" in lowered
+             else "engineering" if re.search(r"eng|develop", lowered) else "other")
+    department = _first(allowed.get("department", guess))
+    maker = _first(allowed.get("decision_maker", "false")) == "true"
     return {"id": str(row["id"]), "seniority": seniority, "department": department, "decision_maker": maker,
-            "rationale": f"title {title or 'blank'}"[:60]}
+            "rationale": f"title {title or 'blank'}"[:40]}
+
+
+def _first(options: str) -> str:
+    """'mid or junior' -> 'mid'; 'executive, operations or support' -> 'executive'."""
+    return options.replace(" or ", ", ").split(", ")[0]
 
 
 def _opportunity_label(row: dict[str, Any]) -> dict[str, Any]:
-    stage = str(row.get("stage", "")).lower()
-    if stage == "closed won":
-        return {"id": str(row["id"]), "risk": "low", "reason": "deal is won", "next_action": "onboard the customer"}
-    if stage == "closed lost":
-        return {"id": str(row["id"]), "risk": "low", "reason": "deal is lost", "next_action": "none"}
-    risk = "medium" if stage == "negotiation" or float(row.get("amount", 0)) < 40000 else "high"
-    return {"id": str(row["id"]), "risk": risk, "reason": f"stage {stage}", "next_action": "schedule a review"}
+    """A compliant model: the first risk its deal allows, a reason naming the stage, a step forward."""
+    stage = str(row.get("stage", ""))
+    risk = _first(str(row.get("allowed_risk", "medium")))
+    return {"id": str(row["id"]), "risk": risk, "reason": f"{stage} stage", "next_action": "schedule a review"}
 
 
 def answer(request: Request, behaviour: str) -> str:

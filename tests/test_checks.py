@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from services.validator import checks
-from services.validator.judge import judgement_schema, spread_sample
+from services.validator.judge import attempt_sample, judgement_schema
 from shared.contracts import (
     ArtifactRef,
     ContactChunkOutput,
@@ -33,8 +33,9 @@ def contact(id: str, title: str) -> Contact:
     return Contact(id=id, name=f"P{id}", company="Acme", title=title, created_date=date(2024, 1, 1))
 
 
-def label(id: str, seniority: Any = "mid", decision_maker: bool = False) -> ContactEnrichment:
-    return ContactEnrichment(id=id, seniority=seniority, department="other", decision_maker=decision_maker,
+def label(id: str, seniority: Any = "mid", decision_maker: bool = False, department: Any = "other"
+          ) -> ContactEnrichment:
+    return ContactEnrichment(id=id, seniority=seniority, department=department, decision_maker=decision_maker,
                              rationale="title")
 
 
@@ -45,53 +46,122 @@ def test_ids_answered_exactly_once() -> None:
     assert failures[2].reason == "contact id 1 was answered 2 times; answer it once"
 
 
+def contact_failures(title: str, seniority: str, department: str, maker: bool) -> list[str]:
+    output = ContactChunkOutput(enrichments=[label("7", seniority, maker, department)])
+    return [f.check for f in checks.check_contacts([contact("7", title)], output)]
+
+
+# Each rule: a record it rejects beside a close neighbour it accepts (the same title, one label apart; or the same
+# label on a title one word apart).
 @pytest.mark.parametrize(
-    ("title", "seniority", "maker", "expected"),
+    ("title", "seniority", "department", "maker", "expected"),
     [
-        ("CEO", "executive", True, []),
-        ("CEO", "junior", True, ["executive_title_seniority"]),
-        ("Co-Founder & CTO", "senior", False, ["executive_title_seniority", "executive_title_decision_maker"]),
-        ("Head of Data", "junior", False, ["senior_title_seniority", "senior_title_decision_maker"]),
-        ("Director of Finance", "executive", True, []),
-        ("President", "mid", True, ["executive_title_seniority"]),
-        ("Vice President, Sales", "senior", True, []),
-        ("Marketing Intern", "executive", True, ["junior_title_seniority", "junior_title_decision_maker"]),
-        ("Intern", "junior", False, []),
-        ("", "senior", False, ["blank_title_label"]),
-        ("", "unknown", False, []),
-        ("Developer", "senior", True, []),  # ambiguous titles are left to the AI layer
-        ("Product Manager", "executive", True, ["executive_without_executive_title"]),
-        ("Account Executive", "unknown", False, ["titled_contact_unknown"]),
+        ("CEO", "executive", "executive", True, []),
+        ("CEO", "senior", "executive", True, ["title_seniority"]),
+        ("CEO", "executive", "executive", False, ["decision_maker"]),
+        ("Founder & CEO", "executive", "executive", True, []),
+        ("CTO", "executive", "engineering", True, []),
+        ("CTO", "executive", "sales", True, ["title_department"]),
+        ("President", "executive", "executive", True, []),
+        ("Vice President, Sales", "executive", "sales", True, ["title_seniority"]),
+        ("Vice President, Sales", "senior", "sales", True, []),
+        ("Vice President, Sales", "senior", "marketing", True, ["title_department"]),
+        ("Director of Finance", "senior", "finance", True, []),
+        ("Director of Finance", "senior", "finance", False, ["decision_maker"]),
+        ("Managing Director", "executive", "executive", True, []),
+        ("Senior Software Engineer", "senior", "engineering", False, []),
+        ("Senior Software Engineer", "mid", "engineering", False, ["title_seniority"]),
+        ("Software Engineer", "mid", "engineering", False, []),
+        ("Software Engineer", "senior", "engineering", False, ["title_seniority"]),
+        ("Software Engineer", "mid", "engineering", True, ["decision_maker"]),
+        ("Principal Engineer", "senior", "engineering", False, []),
+        ("Principal Engineer", "mid", "engineering", False, ["title_seniority"]),
+        ("Staff Software Engineer", "senior", "engineering", False, []),
+        ("Staff Accountant", "mid", "finance", False, []),  # 'staff' ranks an engineer, not an accountant
+        ("Sr. Accountant", "senior", "finance", False, []),
+        ("Sr. Accountant", "mid", "finance", False, ["title_seniority"]),
+        ("Lead Developer", "senior", "engineering", False, []),
+        ("Junior Developer", "junior", "engineering", False, []),
+        ("Junior Developer", "mid", "engineering", False, ["title_seniority"]),
+        ("Marketing Intern", "junior", "marketing", False, []),
+        ("Marketing Intern", "junior", "marketing", True, ["decision_maker"]),
+        ("Product Owner", "mid", "product", False, []),
+        ("Product Owner", "executive", "product", True, ["title_seniority", "decision_maker"]),
+        ("Account Owner", "mid", "sales", False, []),
+        ("Owner", "executive", "executive", True, []),
+        ("Account Executive", "mid", "sales", False, []),
+        ("Account Executive", "executive", "executive", True,
+         ["title_seniority", "title_department", "decision_maker"]),
+        ("Executive Assistant to the CEO", "junior", "operations", False, []),
+        ("Executive Assistant to the CEO", "executive", "executive", True, ["title_seniority", "decision_maker"]),
+        ("Chief of Staff", "senior", "operations", False, []),
+        ("Chief of Staff", "executive", "executive", True, ["title_seniority", "decision_maker"]),
+        ("Chief Financial Officer", "executive", "finance", True, []),
+        ("Office Manager", "mid", "operations", False, []),
+        ("Office Manager", "mid", "engineering", False, ["title_department"]),
+        ("Customer Success Manager", "mid", "support", False, []),
+        ("Customer Success Manager", "mid", "sales", False, ["title_department"]),
+        ("General Counsel", "mid", "legal", False, []),
+        ("Data Analyst", "mid", "other", False, []),
+        ("Data Analyst", "mid", "unknown", False, ["title_department"]),  # a titled contact has a department
+        ("Data Analyst", "unknown", "other", False, ["title_seniority"]),
+        ("", "unknown", "unknown", False, []),
+        ("", "mid", "unknown", False, ["title_seniority"]),
     ],
 )
-def test_title_rules(title: str, seniority: str, maker: bool, expected: list[str]) -> None:
-    output = ContactChunkOutput(enrichments=[label("7", seniority, maker)])
-    assert [f.check for f in checks.check_contacts([contact("7", title)], output)] == expected
+def test_title_rules(title: str, seniority: str, department: str, maker: bool, expected: list[str]) -> None:
+    assert contact_failures(title, seniority, department, maker) == expected
 
 
-def test_title_rule_reason_is_actionable() -> None:
-    output = ContactChunkOutput(enrichments=[label("1", "junior", True)])
-    [failure] = checks.check_contacts([contact("1", "CEO")], output)
-    assert failure.reason == "contact 1 'CEO': seniority must be executive, not junior"
+def test_title_rule_reasons_say_what_is_allowed_and_why() -> None:
+    output = ContactChunkOutput(enrichments=[label("1", "mid", False, "engineering")])
+    [failure] = checks.check_contacts([contact("1", "Senior Software Engineer")], output)
+    assert failure.reason == "contact 1 'Senior Software Engineer': seniority must be senior ('senior'), not mid"
+    output = ContactChunkOutput(enrichments=[label("1", "executive", True, "product")])
+    reasons = [f.reason for f in checks.check_contacts([contact("1", "Product Owner")], output)]
+    assert reasons[0] == ("contact 1 'Product Owner': seniority must be mid or senior ('product owner' (not an "
+                          "executive)), not executive")
 
 
-def opportunity(id: str, stage: str) -> OpportunityRecord:
-    return OpportunityRecord(id=id, name="Deal", stage=stage, amount=10.0, contact_id="1", close_date=None)
+def test_the_same_title_gets_the_same_labels() -> None:
+    records = [contact("1", "Data Analyst"), contact("2", "data  analyst"), contact("3", "Financial Analyst")]
+    same = ContactChunkOutput(enrichments=[label("1", "mid", False, "other"), label("2", "mid", False, "other"),
+                                           label("3", "junior", False, "finance")])
+    assert checks.check_contacts(records, same) == []
+    split = ContactChunkOutput(enrichments=[label("1", "mid", False, "other"), label("2", "junior", False, "other"),
+                                            label("3", "junior", False, "finance")])
+    [failure] = checks.check_contacts(records, split)
+    assert failure.check == "inconsistent_title" and failure.record_id == "2"
+
+
+def opportunity(id: str, stage: str, amount: float = 10_000.0) -> OpportunityRecord:
+    return OpportunityRecord(id=id, name="Deal", stage=stage, amount=amount, contact_id="1", close_date=None)
 
 
 @pytest.mark.parametrize(
-    ("stage", "risk", "action", "expected"),
+    ("stage", "amount", "risk", "reason", "action", "expected"),
     [
-        ("Closed Lost", "low", "Negotiate a discount to close", ["lost_deal_closing_action"]),
-        ("closed lost", "low", "none", []),
-        ("Closed Lost", "low", "post-mortem with the account team", []),
-        ("Closed Won", "high", "onboard", ["won_deal_high_risk"]),
-        ("Negotiation", "high", "send the contract", []),
+        ("Closed Lost", 10_000, "low", "lost", "Negotiate a discount to close", ["lost_deal_closing_action"]),
+        ("closed lost", 10_000, "low", "lost", "none", []),
+        ("Closed Lost", 10_000, "low", "lost", "post-mortem with the account team", []),
+        ("Closed Won", 10_000, "high", "won", "onboard", ["won_deal_risk"]),
+        ("closed won", 10_000, "low", "won", "onboard", []),
+        ("Prospecting", 150_000, "high", "Prospecting, large", "qualify the budget", []),
+        ("Prospecting", 150_000, "low", "Prospecting, large", "qualify the budget", ["risk_for_stage_and_amount"]),
+        ("Negotiation", 8_000, "low", "small deal in negotiation", "agree terms", []),
+        ("Negotiation", 8_000, "high", "small deal in negotiation", "agree terms", ["risk_for_stage_and_amount"]),
+        ("Proposal", 50_000, "medium", "50,000 at stake", "send the proposal", []),
+        ("Proposal", 50_000, "medium", "$50k at stake", "send the proposal", []),
+        ("Proposal", 50_000, "medium", "60,000 at stake", "send the proposal", ["reason_names_deal"]),
+        ("Proposal", 50_000, "medium", "Negotiation stalled", "send the proposal", ["reason_names_deal"]),
+        ("Proposal", 50_000, "medium", "proposal sent", "none", ["next_action_for_stage"]),
+        ("Proposal", 50_000, "medium", "proposal sent", "onboard the customer", ["next_action_for_stage"]),
     ],
 )
-def test_opportunity_rules(stage: str, risk: Any, action: str, expected: list[str]) -> None:
-    output = OpportunityChunkOutput(risks=[OpportunityRisk(id="1", risk=risk, reason="stage", next_action=action)])
-    assert [f.check for f in checks.check_opportunities([opportunity("1", stage)], output)] == expected
+def test_opportunity_rules(stage: str, amount: float, risk: Any, reason: str, action: str,
+                           expected: list[str]) -> None:
+    output = OpportunityChunkOutput(risks=[OpportunityRisk(id="1", risk=risk, reason=reason, next_action=action)])
+    assert [f.check for f in checks.check_opportunities([opportunity("1", stage, amount)], output)] == expected
 
 
 def context() -> InsightsContext:
@@ -144,10 +214,12 @@ def test_insight_names_only_real_companies_and_figures() -> None:
     ]
 
 
-def test_ai_sample_is_spread_and_bounded() -> None:
-    assert spread_sample(list(range(100)), 4) == [0, 25, 50, 75]
-    assert spread_sample([1, 2], 5) == [1, 2]
-    assert spread_sample([1, 2], 0) == []
+def test_ai_sample_is_drawn_afresh_per_attempt_and_bounded() -> None:
+    first, again = attempt_sample(list(range(100)), 4, "run:step:1"), attempt_sample(list(range(100)), 4, "run:step:1")
+    second = attempt_sample(list(range(100)), 4, "run:step:2")
+    assert first == again and first != second and first == sorted(first) and len(first) == 4
+    assert attempt_sample([1, 2], 5, "s") == [1, 2]
+    assert attempt_sample([1, 2], 0, "s") == []
 
 
 def test_judgement_schema_pins_ids_to_the_sample() -> None:

@@ -8,12 +8,16 @@ import pytest
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
-from services.analyzer.agents import ContactLabels, contact_request_schema
+from services.analyzer.agents import ContactLabels, contact_prompt, contact_request_schema
+from shared.contracts import ContactRecord
 from shared.llm import LlmCall, ask_structured, parse_structured, resolve_endpoint
 from shared.settings import Settings
 from tests.scripted_llm import ScriptedLlm
 
-PROMPT = 'CONTACTS (2):\n{"id":"1","title":"CEO"}\n{"id":"2","title":"Intern"}'
+PROMPT = contact_prompt([
+    ContactRecord(id="1", name="A", company="Acme", title="CEO", created_date=None),
+    ContactRecord(id="2", name="B", company="Acme", title="Intern", created_date=None),
+], [])
 
 
 def settings_for(llm: ScriptedLlm) -> Settings:
@@ -115,10 +119,9 @@ def test_cost_comes_from_the_price_table() -> None:
     assert priced.cost_of("openai-compatible", "my-vllm-model", Metrics()) == 2.0
 
 
-def test_unknown_is_only_offered_to_chunks_with_a_blank_title() -> None:
-    def enum(blank: bool, field: str) -> list[str]:
-        schema = contact_request_schema(["1"], blank_titles=blank).model_json_schema()
-        return list(schema["$defs"]["ContactLabel"]["properties"][field]["enum"])
-
-    assert "unknown" in enum(True, "seniority") and "unknown" in enum(True, "department")
-    assert "unknown" not in enum(False, "seniority") and "unknown" not in enum(False, "department")
+def test_unknown_is_never_offered_to_the_model() -> None:
+    # a blank title is settled in code; a titled contact is never unknown, so the grammar cannot say it
+    schema = contact_request_schema(["1"]).model_json_schema()
+    properties = schema["$defs"]["ContactLabel"]["properties"]
+    assert "unknown" not in properties["seniority"]["enum"] and "unknown" not in properties["department"]["enum"]
+    assert "mid" in properties["seniority"]["enum"] and "support" in properties["department"]["enum"]

@@ -90,7 +90,8 @@ async def test_ai_rejection_reruns_only_that_step(client: Client, stack: Stack, 
     assert len(scripted_llm.requests_for(run_id, "opportunities/chunk-00000", "opportunity-risk")) == 1
     assert len(scripted_llm.requests_for(run_id, "insights", "insights")) == 1
     retry = scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")[1]
-    assert "contact 1: the rationale does not fit the record" in retry.prompt
+    # the judge reviews only what the title does not settle (the CTO and the Developer), the CTO first
+    assert "contact 2: the rationale does not fit the record" in retry.prompt
     layers = {x.layer: x.rejections for x in report.gates.rejections_by_layer}
     assert layers == {"deterministic": 0, "ai": 1}
 

@@ -18,6 +18,7 @@ from shared.contracts import (
     ChunkTask,
     ContactChunkOutput,
     ContactEnrichment,
+    ContactRecord,
     CountItem,
     EnrichmentSummary,
     FactCitation,
@@ -36,6 +37,7 @@ from shared.contracts import (
 from shared.datasets import read_contacts, read_opportunities
 from shared.llm import LlmCall, ModelEndpoint, ask_structured
 from shared.settings import Settings
+from shared.taxonomy import title_rule
 
 
 def citable_figures(facts: Facts, summary: EnrichmentSummary) -> list[FactCitation]:
@@ -90,24 +92,48 @@ class AnalyzerActivities:
 
     @activity.defn(name=steps.ENRICH_CONTACTS)
     async def enrich_contact_chunk(self, task: ChunkTask) -> StepOutput:
+        """Label a chunk of contacts: what a title settles completely is labelled in code; every other title is
+        asked of the model once per chunk (its first contact stands for it) and its answer given to every
+        contact with that title, so one title gets one set of labels."""
         records = await asyncio.to_thread(read_contacts, self.store, task.chunk)
-        answer = await ask_structured(
-            self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "contact-enricher"),
-            instructions=agents.CONTACT_INSTRUCTIONS,
-            prompt=agents.contact_prompt(records, task.feedback),
-            request_schema=agents.contact_request_schema(
-                [r.id for r in records], blank_titles=any(not r.title.strip() for r in records)
-            ),
-            answer_type=agents.ContactLabels,
-            max_tokens=64 * len(records) + 64,
-        )
-        labels, error = answer.value, answer.schema_error
-        flags = {r.id: r.quality_flags for r in records}
-        output = ContactChunkOutput(enrichments=[
-            ContactEnrichment(**label.model_dump(), quality_flags=flags.get(label.id, []))
-            for label in (labels.contacts if labels else [])
-        ])
-        return await self._save(task, output, len(output.enrichments), error, answer.usage)
+        rules = {r.id: title_rule(r.title) for r in records}
+        asked: dict[str, ContactRecord] = {}
+        for record in records:
+            if not rules[record.id].settled:
+                asked.setdefault(rules[record.id].key, record)
+        by_key: dict[str, agents.ContactLabel] = {}
+        strays: list[agents.ContactLabel] = []  # ids the model invented or repeated: the gate must see them
+        error: str | None = None
+        usage = TokenUsage()
+        if asked:
+            standing_for = {r.id: asked[rules[r.id].key].id for r in records if rules[r.id].key in asked}
+            answer = await ask_structured(
+                self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "contact-enricher"),
+                instructions=agents.CONTACT_INSTRUCTIONS,
+                prompt=agents.contact_prompt(list(asked.values()), task.feedback, standing_for),
+                request_schema=agents.contact_request_schema([r.id for r in asked.values()]),
+                answer_type=agents.ContactLabels,
+                max_tokens=64 * len(asked) + 64,
+            )
+            error, usage = answer.schema_error, answer.usage
+            asked_ids = {r.id: key for key, r in asked.items()}
+            for label in answer.value.contacts if answer.value else []:
+                key = asked_ids.get(label.id)
+                if key is None or key in by_key:
+                    strays.append(label)
+                else:
+                    by_key[key] = label
+        enrichments: list[ContactEnrichment] = []
+        for record in records:
+            rule = rules[record.id]
+            if rule.settled:
+                enrichments.append(agents.settled_label(record, rule))
+            elif (answered := by_key.get(rule.key)) is not None:
+                enrichments.append(ContactEnrichment(**{**answered.model_dump(), "id": record.id},
+                                                     quality_flags=record.quality_flags))
+        enrichments += [ContactEnrichment(**label.model_dump()) for label in strays]
+        output = ContactChunkOutput(enrichments=enrichments)
+        return await self._save(task, output, len(output.enrichments), error, usage)
 
     @activity.defn(name=steps.ASSESS_OPPORTUNITIES)
     async def assess_opportunity_chunk(self, task: ChunkTask) -> StepOutput:

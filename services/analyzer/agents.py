@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from shared.contracts import (
+    ContactEnrichment,
     ContactRecord,
     Department,
     FactCitation,
@@ -24,7 +26,7 @@ from shared.contracts import (
     RiskLevel,
     Seniority,
 )
-from shared.titles import title_rank
+from shared.taxonomy import FUNCTIONS, TitleRule, describe, risk_allowed, stage_key, stage_name, title_rule
 
 RATIONALE_CHARS = 40
 
@@ -76,17 +78,14 @@ def _text(max_length: int, min_length: int = 1) -> Any:
     return Annotated[str, Field(min_length=min_length, max_length=max_length)]
 
 
-def contact_request_schema(ids: Sequence[str], blank_titles: bool = True) -> type[BaseModel]:
-    """The grammar the model must follow for one chunk of contacts.
-
-    ``unknown`` is for a blank title only; a chunk without one cannot use it, so it is left out of the grammar."""
-    seniority: Any = Seniority if blank_titles else Literal["executive", "senior", "mid", "junior"]
-    department: Any = Department if blank_titles else Literal[tuple(d for d in get_args(Department) if d != "unknown")]
+def contact_request_schema(ids: Sequence[str]) -> type[BaseModel]:
+    """The grammar the model must follow for one chunk of contacts: only titled contacts reach a model (a blank
+    title is settled in code), so ``unknown`` is not in it."""
     label = create_model(
         "ContactLabel",
         id=(_enum(ids), ...),
-        seniority=(seniority, ...),
-        department=(department, ...),
+        seniority=(_enum([s for s in get_args(Seniority) if s != "unknown"]), ...),
+        department=(_enum([d for d in get_args(Department) if d != "unknown"]), ...),
         decision_maker=(bool, ...),
         rationale=(_text(RATIONALE_CHARS), ...),
     )
@@ -94,6 +93,14 @@ def contact_request_schema(ids: Sequence[str], blank_titles: bool = True) -> typ
         "ContactLabels",
         contacts=(Annotated[list[label], Field(min_length=len(ids), max_length=len(ids))], ...),
     )
+
+
+def settled_label(record: ContactRecord, rule: TitleRule) -> ContactEnrichment:
+    """The labels of a title the taxonomy settles completely: written in code, asked of no model."""
+    [seniority], [department], [decision_maker] = rule.seniority, rule.department, rule.decision_maker
+    return ContactEnrichment(id=record.id, seniority=seniority, department=department,
+                             decision_maker=decision_maker, rationale=f"settled by the title: {rule.because}"[:120],
+                             quality_flags=record.quality_flags)
 
 
 def opportunity_request_schema(ids: Sequence[str]) -> type[BaseModel]:
@@ -132,7 +139,7 @@ CLOSED_STAGES = {"closed won": ("deal won; nothing at risk", "none"),
 
 def closed_deal_assessment(record: OpportunityRecord) -> OpportunityLabel | None:
     """A closed deal has no open risk to judge: its assessment is a fact, written in code, not asked of a model."""
-    closed = CLOSED_STAGES.get(record.stage.strip().casefold())
+    closed = CLOSED_STAGES.get(stage_key(record.stage))
     if closed is None:
         return None
     reason, action = closed
@@ -155,25 +162,25 @@ def feedback_section(feedback: Sequence[FailedCheck]) -> str:
     )
 
 
-CONTACT_INSTRUCTIONS = """You label CRM contacts by their job title.
-seniority and decision_maker follow from the title's rank word:
-  CEO, CTO, CFO, COO, Chief, Founder, President, Owner -> executive, decision_maker true
-  VP, Vice President, Head, Director -> senior, decision_maker true
-  Manager, Lead, Senior, Account Executive -> mid, decision_maker false
-  Analyst, Coordinator, Rep, Assistant, Engineer, Developer, Recruiter, Intern -> junior, decision_maker false
-  blank title -> unknown, decision_maker false
-A contact given a "rank" has that seniority.
-department: the function named in the title (sales, engineering, marketing, finance, product, hr, operations);
-executive for C-level, founders and presidents; other when none fits; unknown for a blank title.
-rationale: the rank word and the function, at most five words.
+CONTACT_INSTRUCTIONS = """You label CRM contacts by their job title. Each contact lists what its title allows
+("allowed"): choose every label within it.
+- seniority: executive for C-level, founders and presidents; senior for VP, Head, Director and for Senior, Lead,
+  Principal or Staff titles; mid for an experienced professional or a manager; junior for entry level (Junior,
+  Intern, Assistant, Associate, Coordinator, Representative).
+- department: the function the title names (engineering, sales, marketing, finance, hr, operations, product,
+  support, legal); executive only for a chief executive, founder or president; other when no function fits.
+- decision_maker: true for executives and for VP, Head and Director titles; false for individual contributors,
+  juniors and assistants; for a manager, true only when the title says they run a department.
+- rationale: the rank word and the function, at most five words.
 Answer every id exactly once, only the ids given. Reply with JSON only."""
 
-OPPORTUNITY_INSTRUCTIONS = """You assess the risk of open CRM opportunities.
+OPPORTUNITY_INSTRUCTIONS = """You assess the risk of open CRM opportunities. Each lists the risk levels its stage
+and amount allow ("allowed_risk"): choose within it. Early stages with much at stake are riskier; a small deal in
+negotiation is not.
 For every opportunity give:
-- risk: low, medium or high. Early stages (Prospecting, Qualification) with large amounts are high; Proposal and
-  Negotiation are medium; small deals are lower.
-- reason: a few words naming the stage or amount.
-- next_action: a short next step to move the deal forward.
+- risk: one of its allowed_risk.
+- reason: a few words that name its stage (for example "Prospecting") or its amount (for example "52,000").
+- next_action: a short step that moves the open deal forward (qualify, send a proposal, agree terms …).
 Answer every id exactly once, only the ids given. Reply with JSON only."""
 
 INSIGHTS_INSTRUCTIONS = """You write findings for a CRM report from computed figures.
@@ -193,26 +200,34 @@ def _notes(feedback: Sequence[FailedCheck]) -> dict[str, str]:
     return {key: "; ".join(value) for key, value in notes.items()}
 
 
-def _contact_line(record: ContactRecord, note: str | None) -> str:
-    row: dict[str, Any] = {"id": record.id, "title": record.title}
-    rank = title_rank(record.title)
-    if rank is not None:
-        row["rank"] = rank  # what the title settles beyond doubt; the validator holds the model to it
+def _contact_line(record: ContactRecord, rule: TitleRule, note: str | None) -> str:
+    allowed: dict[str, str] = {"seniority": describe(rule.seniority)}
+    if rule.department != FUNCTIONS:
+        allowed["department"] = describe(rule.department)
+    allowed["decision_maker"] = describe(rule.decision_maker)
+    row: dict[str, Any] = {"id": record.id, "title": record.title, "allowed": allowed}
     if note is not None:
         row["REJECTED"] = note
     return _compact(row)
 
 
-def contact_prompt(records: Sequence[ContactRecord], feedback: Sequence[FailedCheck]) -> str:
-    notes = _notes(feedback)
-    lines = "\n".join(_contact_line(r, notes.get(r.id)) for r in records)
+def contact_prompt(records: Sequence[ContactRecord], feedback: Sequence[FailedCheck],
+                   note_for: dict[str, str] | None = None) -> str:
+    """One line per contact the model labels; ``note_for`` maps a rejected record's id to the id of the contact
+    that stands for its title here (a title is asked once per chunk)."""
+    notes: dict[str, str] = {}
+    for record_id, note in _notes(feedback).items():
+        target = (note_for or {}).get(record_id, record_id)
+        notes[target] = f"{notes[target]}; {note}" if target in notes else note
+    lines = "\n".join(_contact_line(r, title_rule(r.title), notes.get(r.id)) for r in records)
     return f"CONTACTS ({len(records)}):\n{lines}{feedback_section(feedback)}"
 
 
 def opportunity_prompt(records: Sequence[OpportunityRecord], feedback: Sequence[FailedCheck]) -> str:
     notes = _notes(feedback)
     lines = "\n".join(
-        _compact({"id": r.id, "name": r.name, "stage": r.stage, "amount": r.amount, "close": r.close_date,
+        _compact({"id": r.id, "name": r.name, "stage": stage_name(r.stage), "amount": f"{r.amount:,.0f}",
+                  "allowed_risk": describe(risk_allowed(r.stage, Decimal(str(r.amount)))), "close": r.close_date,
                   **({"REJECTED": notes[r.id]} if r.id in notes else {})})
         for r in records
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from typing import Protocol, TypeVar, cast
 
 from temporalio import workflow
@@ -162,7 +163,7 @@ async def run_gated_step(
             await events.verdict(verdict)
             await events.retrying(attempt + 1, feedback)
         elif events:
-            await _even_if_cancelled(lambda: events.verdict(verdict), lambda: events.failed(attempt, verdict))
+            await _even_if_cancelled(partial(events.verdict, verdict), partial(events.failed, attempt, verdict))
     raise ApplicationError(
         budget_spent_message(step, budget, rejections[-1]),
         GateRecord(step=step, attempts=budget, passed=False, accepted_output=None, rejections=rejections,

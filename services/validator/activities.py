@@ -27,6 +27,7 @@ from shared.contracts import (
 from shared.datasets import read_contacts, read_opportunities
 from shared.llm import LlmCall, ModelEndpoint, ask_structured
 from shared.settings import Settings
+from shared.taxonomy import OPEN_STAGES, stage_key, title_rule
 from shared.telemetry import tracer
 
 AiLayer = Callable[[], Awaitable[tuple[list[FailedCheck], TokenUsage]]]
@@ -37,6 +38,11 @@ def _verdict(task: ValidationTask, layer: str, failures: list[FailedCheck], usag
         step=task.step, attempt=task.attempt, passed=not failures, layer="ai" if layer == "ai" else "deterministic",
         failed_checks=failures[:MAX_FAILED_CHECKS], failed_total=len(failures), usage=usage,
     )
+
+
+def _seed(task: ValidationTask) -> str:
+    """A fresh sample for every attempt, the same one on a replay or a retry of the same attempt."""
+    return f"{task.run_id}:{task.step}:{task.attempt}"
 
 
 def _layer_span(layer: str, task: ValidationTask) -> AbstractContextManager[Span]:
@@ -108,7 +114,10 @@ class ValidatorActivities:
             self.store.read_model, task.output.output, ContactChunkOutput)
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
-            sample = judge.spread_sample(output.enrichments, task.ai_review_sample)
+            # a title the taxonomy settles completely leaves nothing to judge: the rules held it to its labels
+            judged = {r.id for r in records if not title_rule(r.title).settled}
+            sample = judge.attempt_sample([e for e in output.enrichments if e.id in judged], task.ai_review_sample,
+                                          _seed(task))
             return await self._judge(task, "contact", [e.id for e in sample], judge.contacts_prompt(records, sample))
 
         return await self._gate(task, lambda: checks.check_contacts(records, output), ai)
@@ -122,8 +131,9 @@ class ValidatorActivities:
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
             # closed deals are assessed in code and fully covered by the rules; the model reviews the open ones
-            closed = {r.id for r in records if r.stage.strip().casefold() in ("closed won", "closed lost")}
-            sample = judge.spread_sample([r for r in output.risks if r.id not in closed], task.ai_review_sample)
+            open_deals = {r.id for r in records if stage_key(r.stage) in OPEN_STAGES}
+            sample = judge.attempt_sample([r for r in output.risks if r.id in open_deals], task.ai_review_sample,
+                                          _seed(task))
             return await self._judge(task, "opportunity", [r.id for r in sample],
                                      judge.opportunities_prompt(records, sample))
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
+from services.validator.numbers import numbers_in
 from shared.contracts import (
     ContactChunkOutput,
+    ContactEnrichment,
     ContactRecord,
     FailedCheck,
     InsightsContext,
@@ -19,12 +22,20 @@ from shared.contracts import (
     OpportunityChunkOutput,
     OpportunityRecord,
 )
-from shared.titles import title_rank
-
-CLOSING_ACTION = re.compile(
-    r"\b(close|closing|sign|signature|negotiat\w*|contract|proposal|push|discount|demo|follow[- ]?up)\b",
-    re.IGNORECASE,
+from shared.taxonomy import (
+    CLOSING_ACTION,
+    FUNCTIONS,
+    NO_ACTION,
+    OPEN_STAGES,
+    amount_band,
+    describe,
+    risk_allowed,
+    stage_key,
+    stage_name,
+    text_key,
+    title_rule,
 )
+
 NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
 
 
@@ -52,73 +63,105 @@ def check_ids(kind: str, expected: Sequence[str], answered: Iterable[str]) -> li
 
 
 def check_contacts(records: Sequence[ContactRecord], output: ContactChunkOutput) -> list[FailedCheck]:
+    """Every label within what its title allows (``shared.taxonomy``), and one title, one set of labels."""
     failures = check_ids("contact", [r.id for r in records], (e.id for e in output.enrichments))
     titles = {r.id: r.title for r in records}
+    first_of_title: dict[str, ContactEnrichment] = {}
     for item in output.enrichments:
         title = titles.get(item.id)
         if title is None:
             continue
-        rank = title_rank(title)
-        if rank is None and item.seniority == "unknown":
+        rule = title_rule(title)
+        where = f"contact {item.id} {title!r}" if title.strip() else f"contact {item.id} (blank title)"
+        if item.seniority not in rule.seniority:
             failures.append(FailedCheck(
-                check="titled_contact_unknown", record_id=item.id,
-                reason=f"contact {item.id} {title!r}: seniority must be senior, mid or junior, not unknown (unknown "
-                "is for a blank title)",
+                check="title_seniority", record_id=item.id,
+                reason=f"{where}: seniority must be {describe(rule.seniority)} ({rule.because}), "
+                f"not {item.seniority}",
             ))
-        elif rank == "unknown" and item.seniority != "unknown":
+        if item.department not in rule.department:
+            allowed = ("a function (sales, engineering, marketing, finance, hr, operations, product, support, "
+                       "legal or other), not " + item.department) if rule.department == FUNCTIONS else (
+                f"{describe(rule.department)}, not {item.department}")
+            failures.append(FailedCheck(check="title_department", record_id=item.id,
+                                        reason=f"{where}: department must be {allowed}"))
+        if item.decision_maker not in rule.decision_maker:
             failures.append(FailedCheck(
-                check="blank_title_label", record_id=item.id,
-                reason=f"contact {item.id} has no title: seniority must be unknown, not {item.seniority}",
+                check="decision_maker", record_id=item.id,
+                reason=f"{where}: decision_maker must be {describe(rule.decision_maker)} ({rule.because})",
             ))
-        elif rank in ("executive", "senior"):
-            allowed = ("executive",) if rank == "executive" else ("executive", "senior")
-            if item.seniority not in allowed:
-                failures.append(FailedCheck(
-                    check=f"{rank}_title_seniority", record_id=item.id,
-                    reason=f"contact {item.id} {title!r}: seniority must be {rank}, not {item.seniority}",
-                ))
-            if not item.decision_maker:
-                failures.append(FailedCheck(
-                    check=f"{rank}_title_decision_maker", record_id=item.id,
-                    reason=f"contact {item.id} {title!r}: decision_maker must be true",
-                ))
-        elif rank is None and item.seniority == "executive":
+        first = first_of_title.setdefault(rule.key, item)
+        if first is not item and _labels(first) != _labels(item):
             failures.append(FailedCheck(
-                check="executive_without_executive_title", record_id=item.id,
-                reason=f"contact {item.id} {title!r}: seniority must not be executive, which is only for C-level, "
-                "founders, presidents and owners; choose senior, mid or junior",
+                check="inconsistent_title", record_id=item.id,
+                reason=f"{where} is labelled {_describe_labels(item)} but contact {first.id} with the same title "
+                f"{_describe_labels(first)}; the same title gets the same labels",
             ))
-        elif rank == "junior":
-            if item.seniority in ("executive", "senior"):
-                failures.append(FailedCheck(
-                    check="junior_title_seniority", record_id=item.id,
-                    reason=f"contact {item.id} {title!r}: seniority must be junior, not {item.seniority}",
-                ))
-            if item.decision_maker:
-                failures.append(FailedCheck(
-                    check="junior_title_decision_maker", record_id=item.id,
-                    reason=f"contact {item.id} {title!r}: decision_maker must be false",
-                ))
     return failures
+
+
+def _labels(item: ContactEnrichment) -> tuple[str, str, bool]:
+    return item.seniority, item.department, item.decision_maker
+
+
+def _describe_labels(item: ContactEnrichment) -> str:
+    return f"{item.seniority}/{item.department}/{'decision maker' if item.decision_maker else 'not deciding'}"
 
 
 def check_opportunities(records: Sequence[OpportunityRecord], output: OpportunityChunkOutput) -> list[FailedCheck]:
+    """Closed deals: no open risk, no closing action. Open deals: a risk allowed for the stage and amount band, a
+    reason that names the deal's real stage or amount, and a next action."""
     failures = check_ids("opportunity", [r.id for r in records], (r.id for r in output.risks))
-    stages = {r.id: r.stage.strip().casefold() for r in records}
+    deals = {r.id: r for r in records}
     for item in output.risks:
-        stage = stages.get(item.id)
+        deal = deals.get(item.id)
+        if deal is None:
+            continue
+        stage = stage_key(deal.stage)
+        where = f"opportunity {item.id} ({stage_name(deal.stage)}, {deal.amount:,.0f})"
         if stage == "closed lost" and CLOSING_ACTION.search(item.next_action):
             failures.append(FailedCheck(
                 check="lost_deal_closing_action", record_id=item.id,
-                reason=f"opportunity {item.id} is Closed Lost but its next action {item.next_action!r} tries to "
-                "close it; give 'none' or a post-mortem",
+                reason=f"{where} is lost but its next action {item.next_action!r} tries to close it; give 'none' or "
+                "a post-mortem",
             ))
-        if stage == "closed won" and item.risk == "high":
+        if stage == "closed won" and item.risk != "low":
+            failures.append(FailedCheck(check="won_deal_risk", record_id=item.id,
+                                        reason=f"{where} is won: risk must be low, not {item.risk}"))
+        if stage not in OPEN_STAGES:
+            continue
+        allowed = risk_allowed(deal.stage, Decimal(str(deal.amount)))
+        if item.risk not in allowed:
             failures.append(FailedCheck(
-                check="won_deal_high_risk", record_id=item.id,
-                reason=f"opportunity {item.id} is Closed Won: risk must be low, not high",
+                check="risk_for_stage_and_amount", record_id=item.id,
+                reason=f"{where}: risk must be {describe(allowed)} for a {amount_band(Decimal(str(deal.amount)))} "
+                f"deal in {stage_name(deal.stage)}, not {item.risk}",
+            ))
+        if not _names_stage_or_amount(item.reason, deal):
+            failures.append(FailedCheck(
+                check="reason_names_deal", record_id=item.id,
+                reason=f"{where}: the reason {item.reason!r} must name its stage ({stage_name(deal.stage)}) or its "
+                f"amount ({deal.amount:,.0f})",
+            ))
+        if NO_ACTION.match(item.next_action) or stage_mentioned_elsewhere(item.next_action, stage):
+            failures.append(FailedCheck(
+                check="next_action_for_stage", record_id=item.id,
+                reason=f"{where}: the next action {item.next_action!r} does not fit an open deal in "
+                f"{stage_name(deal.stage)}; give a step that moves it forward",
             ))
     return failures
+
+
+def stage_mentioned_elsewhere(text: str, stage: str) -> bool:
+    """True when an action speaks of a closed outcome for a deal that is still open ('onboard the customer',
+    'post-mortem'), which fits a won or lost deal, not this one."""
+    return bool(re.search(r"\b(onboard\w*|post-?mortem|kick-?off|renewal celebration)\b", text, re.IGNORECASE))
+
+
+def _names_stage_or_amount(reason: str, deal: OpportunityRecord) -> bool:
+    if stage_key(deal.stage) in text_key(reason) or text_key(deal.stage) in text_key(reason):
+        return True
+    return any(number.kind == "plain" and number.states(deal.amount) for number in numbers_in(reason))
 
 
 def _close(claimed: float, actual: float) -> bool:

@@ -1,13 +1,15 @@
-"""The AI layer of the gate: a model judges what rules cannot, on output that already passed the rules.
+"""The AI layer of the gate: a model judges what rules cannot settle, on output that already passed the rules.
 
-It sees a bounded, evenly spread sample of a chunk (``ai_review_sample`` records) and may flag at most a few
-of them, each with a reason; the answer schema pins the ids to the sample's, so it cannot flag a record
-it was not shown.
+It sees a bounded sample of the records whose labels took judgement (a title the taxonomy settles completely is
+the rules' business, not the judge's), drawn afresh for every attempt (``ai_review_sample`` records), and may flag
+at most a few, each with a reason; the answer schema pins the ids to the sample's, so it cannot flag a record it
+was not shown. It is not told that rules ran: a judge told that everything was checked already finds nothing.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -56,24 +58,25 @@ def judgement_schema(ids: Sequence[str]) -> type[BaseModel]:
     )
 
 
-def spread_sample(items: Sequence[T], size: int) -> list[T]:
-    """At most ``size`` items, evenly spread over the sequence, always the same for the same input."""
+def attempt_sample(items: Sequence[T], size: int, seed: str) -> list[T]:
+    """At most ``size`` items drawn at random with ``seed`` (run, step and attempt), in their original order: a
+    retried step is reviewed on other records than the first time, and a replay draws the same ones."""
     if size <= 0:
         return []
     if len(items) <= size:
         return list(items)
-    step = len(items) / size
-    return [items[int(i * step)] for i in range(size)]
+    chosen = sorted(random.Random(seed).sample(range(len(items)), size))
+    return [items[i] for i in chosen]
 
 
 def _compact(row: dict[str, Any]) -> str:
     return json.dumps(row, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-JUDGE_INSTRUCTIONS = """You review labels another model gave to CRM records. Rules already checked ids, enums and
-obvious title contradictions. Flag only clear semantic mistakes: a label that does not fit its record, a rationale
-that describes something else, a hallucinated detail. If every label is plausible, return an empty problems list.
-Reply with JSON only."""
+JUDGE_INSTRUCTIONS = """You review labels another model gave to CRM records. For each record, ask whether its labels
+fit it: seniority and decision maker for the title's rank, department for the title's function, risk for the
+deal's stage and amount, a rationale or reason that describes this record. Flag each label you doubt with a short
+reason naming what is wrong. If every label fits, return an empty problems list. Reply with JSON only."""
 
 
 def contacts_prompt(records: Sequence[ContactRecord], labels: Sequence[ContactEnrichment]) -> str:
@@ -98,11 +101,10 @@ def opportunities_prompt(records: Sequence[OpportunityRecord], labels: Sequence[
     return "ASSESSED OPPORTUNITIES:\n" + "\n".join(lines)
 
 
-INSIGHTS_JUDGE_INSTRUCTIONS = """You review findings another model wrote about a CRM export, against the only
-figures that exist (FIGURES, TOP COMPANIES). Rules already checked that every cited figure is right. Flag an insight
-that claims what the figures do not show: a company "has the most" of something no figure counts per company, a
-trend or cause the figures cannot support, or a detail that contradicts them. If every insight is supported, return
-an empty problems list. Reply with JSON only."""
+INSIGHTS_JUDGE_INSTRUCTIONS = """You review findings another model wrote about a CRM export. Each insight lists the
+facts it rests on, with their values. Flag an insight whose text claims more than its facts show: a cause or trend
+that no fact measures, a comparison its facts do not make, advice presented as a finding. If every insight says only
+what its facts show, return an empty problems list. Reply with JSON only."""
 
 
 def insights_prompt(context: InsightsContext, output: InsightsOutput) -> str:
