@@ -7,6 +7,7 @@ Datasets never travel in workflow payloads: they live in the artifact store and 
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +27,9 @@ Branch = Literal["contacts", "opportunities"]
 GateLayer = Literal["deterministic", "ai"]
 
 ShortText = Annotated[str, Field(max_length=200)]
+# Money is exact from parsing to report: decimal, at most two places (cents), never a binary float.
+Money = Annotated[Decimal, Field(max_digits=20, decimal_places=2)]
+Percent = Annotated[Decimal, Field(max_digits=6, decimal_places=1)]
 
 MAX_FAILED_CHECKS = 40
 MAX_LISTED = 25
@@ -61,7 +65,7 @@ class OpportunityRecord(Contract):
     id: str
     name: str
     stage: str
-    amount: float
+    amount: Money
     contact_id: str
     close_date: date | None
     extra: list[KeyValue] = Field(default_factory=list)
@@ -93,12 +97,16 @@ class CountItem(Contract):
 
 
 class StageItem(Contract):
-    stage: str
+    stage: str = Field(description="The canonical stage ('Closed Won'), or the stage as written if not a known one.")
     count: int
-    value: float
+    value: Money
+    spellings: list[str] = Field(default_factory=list, max_length=MAX_LISTED,
+                                 description="How the export wrote it, when more than one way.")
 
 
 class ContactFacts(Contract):
+    """Companies are grouped by ``taxonomy.company_key`` and titles by ``taxonomy.title_key``."""
+
     total_contacts: int
     unique_companies: int
     top_company: str | None
@@ -110,13 +118,21 @@ class ContactFacts(Contract):
 
 
 class OpportunityFacts(Contract):
+    """Stages are grouped by ``taxonomy.stage_key``; a figure with nothing to compute from is null, never 0."""
+
     total_opportunities: int
-    pipeline_value: float
-    won_value: float
-    lost_value: float
-    win_rate_by_value_pct: float = Field(description="Closed Won value as a share of all opportunity value.")
-    average_deal_value: float
+    total_value: Money = Field(description="All opportunities, open and closed.")
+    open_opportunities: int
+    open_pipeline_value: Money = Field(description="Opportunities not yet closed (won or lost).")
+    won_count: int
+    won_value: Money
+    lost_count: int
+    lost_value: Money
+    win_rate_by_value_pct: Percent | None = Field(description="Won value / (won + lost value); null if none closed.")
+    win_rate_by_count_pct: Percent | None = Field(description="Won deals / (won + lost deals); null if none closed.")
+    average_deal_value: Money | None
     stage_breakdown: list[StageItem]
+    stage_spelling_variants: int = Field(default=0, description="Stages the export wrote in more than one way.")
     orphan_opportunities: int = Field(description="Opportunities whose contact_id matches no contact.")
     orphan_opportunity_ids: list[str] = Field(max_length=MAX_LISTED, description="The first of them, as a sample.")
 
@@ -132,6 +148,7 @@ class IngestRequest(Contract):
     opportunities_path: str
     contact_chunk_size: int
     opportunity_chunk_size: int
+    decimal_separator: Literal[".", ","] = "."
 
 
 class IngestResult(Contract):
@@ -160,17 +177,33 @@ class OpportunityRisk(Contract):
     quality_flags: list[QualityFlag] = Field(default_factory=list, max_length=6)
 
 
-class FactCitation(Contract):
-    fact: str
-    value: float
+FactUnit = Literal["count", "usd", "percent"]
+EntityKind = Literal["run", "company", "stage", "department", "seniority", "risk", "deal"]
+ClaimKind = Literal["total", "share", "ranking", "comparison"]
+
+
+class Fact(Contract):
+    """One figure computed in code, citable by an insight: a stable id, what it is about, its value and unit.
+    A ranking is a fact too (``rank:companies_by_contacts:1``), so a superlative can be checked; a share names the
+    two facts it is computed from, so it can be recomputed."""
+
+    id: str
+    label: str
+    entity_kind: EntityKind = "run"
+    entity: str | None = Field(default=None, description="The company, stage, deal … it is about, as displayed.")
+    value: Decimal
+    unit: FactUnit
+    parts: list[str] = Field(default_factory=list, max_length=2, description="A share's numerator, denominator.")
 
 
 class Insight(Contract):
+    """A proof-carrying claim: the facts it rests on, what it is about, what kind of claim it makes, its text."""
+
     title: Annotated[str, Field(min_length=1, max_length=120)]
-    detail: Annotated[str, Field(min_length=1, max_length=400)]
-    citations: list[FactCitation] = Field(min_length=1, max_length=4)
-    companies: list[str] = Field(default_factory=list, max_length=4)
-    opportunities: list[str] = Field(default_factory=list, max_length=4, description="Ids of deals it names.")
+    text: Annotated[str, Field(min_length=1, max_length=400)]
+    kind: ClaimKind
+    facts: list[str] = Field(min_length=1, max_length=4, description="Ids of the facts it cites.")
+    entity: str | None = Field(default=None, description="The company, stage or deal it is about, if one.")
 
 
 class ContactChunkOutput(Contract):
@@ -274,7 +307,7 @@ class GateRecord(Contract):
 class RiskyDeal(Contract):
     id: str
     name: str
-    amount: float
+    amount: Money
     stage: str
     reason: str
 
@@ -287,7 +320,7 @@ class EnrichmentSummary(Contract):
     contacts_with_quality_flags: int
     assessed_opportunities: int
     risk_levels: list[CountItem]
-    high_risk_value: float
+    high_risk_value: Money
     riskiest_deals: list[RiskyDeal] = Field(max_length=10)
 
 
@@ -308,14 +341,28 @@ class InsightsTask(Contract):
     feedback: list[FailedCheck] = Field(default_factory=list, max_length=MAX_FAILED_CHECKS)
 
 
+class NamedEntity(Contract):
+    """A name an insight's text may use for a company, a stage or a deal, and the entity it stands for (a deal
+    is named by its id or its name, a stage by any spelling the export used)."""
+
+    kind: EntityKind
+    name: str
+    refers_to: str
+
+
 class InsightsContext(Contract):
-    """What the insights agent reads: the facts, the enrichment summary and the citable figures."""
+    """What the insights agent reads and its gate checks against: the facts, the enrichment summary, the fact
+    catalogue (every citable figure) and every entity a text could name."""
 
     facts: Facts
     summary: EnrichmentSummary
-    figures: list[FactCitation]
-    companies: ArtifactRef = Field(description="Every company name in the contacts, one per line.")
-    opportunity_ids: ArtifactRef = Field(description="Every opportunity id, one per line.")
+    catalogue: ArtifactRef = Field(description="The fact catalogue, as a FactCatalogue.")
+    prompt_facts: list[str] = Field(max_length=120, description="Ids of the facts shown to the model.")
+
+
+class FactCatalogue(Contract):
+    facts: list[Fact]
+    entities: list[NamedEntity]
 
 
 class StepPolicy(Contract):
@@ -340,6 +387,7 @@ class RunOptions(Contract):
     gate_attempts: int
     ai_review_sample: int = Field(description="Records per chunk the AI validator reviews; 0 turns it off.")
     token_budget: int = Field(default=0, ge=0, description="Tokens (in + out) the run may spend; 0 is no limit.")
+    decimal_separator: Literal[".", ","] = "."
     ingest: StepPolicy
     analysis: StepPolicy
     validation: StepPolicy
@@ -386,11 +434,18 @@ class BranchUsage(Contract):
     usage: TokenUsage
 
 
+class CitedInsight(Contract):
+    """An insight as the report shows it: with the facts it cites."""
+
+    insight: Insight
+    facts: list[Fact]
+
+
 class Report(Contract):
     run_id: str
     facts: Facts
     summary: EnrichmentSummary
-    insights: list[Insight]
+    insights: list[CitedInsight]
     gates: GateSummary
     usage: TokenUsage
     usage_by_branch: list[BranchUsage]

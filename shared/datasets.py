@@ -22,7 +22,7 @@ _SCHEMAS: dict[Branch, dict[str, pl.DataType]] = {
         "created_date": pl.Date(), "extra": _EXTRA, "quality_flags": pl.List(pl.String),
     },
     "opportunities": {
-        "id": pl.String(), "name": pl.String(), "stage": pl.String(), "amount": pl.Float64(),
+        "id": pl.String(), "name": pl.String(), "stage": pl.String(), "amount": pl.Decimal(20, 2),
         "contact_id": pl.String(), "close_date": pl.Date(), "extra": _EXTRA, "quality_flags": pl.List(pl.String),
     },
 }

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
         default=5, ge=1, le=100, description="Temporal attempts of one analysis or validation activity (timeouts, "
         "provider errors) before the step fails; a gate rejection is not one of them.")
 
+    amount_decimal_separator: Literal[".", ","] = Field(
+        default=".", description="How the opportunities export writes decimals; an amount that could be read "
+        "either way is refused, never guessed.")
+
     # Workers
     max_concurrent_activities: int = Field(default=4, ge=1, le=1000)
 

@@ -163,6 +163,22 @@ def _opportunity_label(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(row["id"]), "risk": risk, "reason": f"{stage} stage", "next_action": "schedule a review"}
 
 
+def _facts(prompt: str) -> dict[str, str]:
+    """The FACTS lines of an insights prompt: id -> value as written, and id:label -> label."""
+    facts: dict[str, str] = {}
+    for line in prompt.split("FACTS (", 1)[1].splitlines()[1:]:
+        parts = line.split(" | ")
+        if len(parts) != 3:
+            break
+        facts[parts[0]] = parts[2]
+        facts[f"{parts[0]}:label"] = parts[1]
+    return facts
+
+
+def _amount(text: str) -> int:
+    return int(float(text.replace("$", "").replace(",", "")))
+
+
 def answer(request: Request, behaviour: str) -> str:
     prompt = request.prompt
     if behaviour == "malformed_json":
@@ -181,19 +197,24 @@ def answer(request: Request, behaviour: str) -> str:
             risks[-1] = {**risks[-1], "id": "O-99999"}
         return json.dumps({"opportunities": risks})
     if request.agent == "insights":
-        figures = json.loads(prompt.split("FIGURES: ", 1)[1].splitlines()[0])
-        pipeline = figures["pipeline_value"] + (1000 if behaviour == "wrong_figure" else 0)
+        facts = _facts(prompt)
+        pipeline = facts["open_pipeline_value"]
+        if behaviour == "wrong_figure":
+            pipeline = f"${_amount(pipeline) + 1000:,}"
         insights = [
-            {"title": "Pipeline concentration", "detail": "Most value sits in a few deals.",
-             "citations": [{"fact": "pipeline_value", "value": pipeline}], "companies": [], "opportunities": []},
-            {"title": "Win rate by value", "detail": "Won deals carry a large share of value.",
-             "citations": [{"fact": "win_rate_by_value_pct", "value": figures["win_rate_by_value_pct"]}],
-             "companies": [], "opportunities": []},
-            {"title": "Contact coverage", "detail": "Contacts spread over several companies.",
-             "citations": [{"fact": "total_contacts", "value": figures["total_contacts"]},
-                           {"fact": "unique_companies", "value": figures["unique_companies"]}],
-             "companies": [], "opportunities": []},
+            {"title": "Open pipeline", "text": f"The open pipeline stands at {pipeline}.", "kind": "total",
+             "facts": ["open_pipeline_value"], "entity": None},
+            {"title": "Contacts", "text": f"The export holds {facts['contacts']} contacts.", "kind": "total",
+             "facts": ["contacts"], "entity": None},
         ]
+        leader = next((i for i in facts if i == "rank:companies_by_contacts:1"), None)
+        if leader:
+            company = facts[f"{leader}:label"].split(": ", 1)[1]
+            insights.append({"title": "Largest account", "text": f"{company} has the most contacts.",
+                             "kind": "ranking", "facts": [leader], "entity": company})
+        else:
+            insights.append({"title": "Opportunities", "text": f"There are {facts['opportunities']} opportunities.",
+                             "kind": "total", "facts": ["opportunities"], "entity": None})
         return json.dumps({"insights": insights})
     if request.agent == "validator":
         if behaviour == "ai_reject":

@@ -10,21 +10,11 @@ import pytest
 from services.validator import checks
 from services.validator.judge import attempt_sample, judgement_schema
 from shared.contracts import (
-    ArtifactRef,
     ContactChunkOutput,
     ContactEnrichment,
-    ContactFacts,
-    EnrichmentSummary,
-    FactCitation,
-    Facts,
-    Insight,
-    InsightsContext,
-    InsightsOutput,
     OpportunityChunkOutput,
-    OpportunityFacts,
     OpportunityRecord,
     OpportunityRisk,
-    StageItem,
 )
 from shared.contracts import ContactRecord as Contact
 
@@ -162,56 +152,6 @@ def test_opportunity_rules(stage: str, amount: float, risk: Any, reason: str, ac
                            expected: list[str]) -> None:
     output = OpportunityChunkOutput(risks=[OpportunityRisk(id="1", risk=risk, reason=reason, next_action=action)])
     assert [f.check for f in checks.check_opportunities([opportunity("1", stage, amount)], output)] == expected
-
-
-def context() -> InsightsContext:
-    facts = Facts(
-        contacts=ContactFacts(total_contacts=5, unique_companies=3, top_company="Acme Corp", top_company_contacts=3,
-                              company_distribution=[], unique_titles=5, missing_titles=0, duplicate_names=0),
-        opportunities=OpportunityFacts(
-            total_opportunities=4, pipeline_value=155000.0, won_value=80000.0, lost_value=0.0,
-            win_rate_by_value_pct=51.6, average_deal_value=38750.0,
-            stage_breakdown=[StageItem(stage="Closed Won", count=2, value=80000.0)], orphan_opportunities=0,
-            orphan_opportunity_ids=[]),
-    )
-    summary = EnrichmentSummary(enriched_contacts=5, seniority=[], departments=[], decision_makers=4,
-                                contacts_with_quality_flags=0, assessed_opportunities=4, risk_levels=[],
-                                high_risk_value=0.0, riskiest_deals=[])
-    figures = [FactCitation(fact="pipeline_value", value=155000.0),
-               FactCitation(fact="win_rate_by_value_pct", value=51.6),
-               FactCitation(fact="total_contacts", value=5.0)]
-    return InsightsContext(facts=facts, summary=summary, figures=figures, companies=ArtifactRef(key="c"),
-                           opportunity_ids=ArtifactRef(key="o"))
-
-
-def insights(*items: Insight) -> InsightsOutput:
-    filler = Insight(title="Contacts", detail="Few contacts.", citations=[FactCitation(fact="total_contacts",
-                                                                                       value=5)])
-    return InsightsOutput(insights=[*items, filler, filler][:max(3, len(items))])
-
-
-def test_insight_figures_must_match_with_rounding_tolerance() -> None:
-    good = Insight(title="Win rate", detail="Won 52% of value, $155k pipeline.",
-                   citations=[FactCitation(fact="win_rate_by_value_pct", value=51.6),
-                              FactCitation(fact="pipeline_value", value=155000)])
-    assert checks.check_insights(context(), insights(good), {"acme corp"}, set()) == []
-    wrong = Insight(title="Pipeline", detail="Big pipeline.", citations=[FactCitation(fact="pipeline_value",
-                                                                                      value=165000)])
-    [failure] = checks.check_insights(context(), insights(wrong), set(), set())
-    assert failure.reason == "insight 1 cites pipeline_value = 165000 but it is 155000"
-
-
-def test_insight_names_only_real_companies_and_figures() -> None:
-    item = Insight(title="Globex leads", detail="Globex has 4,200 contacts.",
-                   citations=[FactCitation(fact="churn_rate", value=3)], companies=["Globex", "Acme Corp"],
-                   opportunities=["7", "9"])
-    found = [(f.check, f.reason) for f in checks.check_insights(context(), insights(item), {"acme corp"}, {"7"})]
-    assert found == [
-        ("unknown_figure", "insight 1 cites 'churn_rate', which is not a figure; cite names from FIGURES only"),
-        ("unknown_company", "insight 1 names company 'Globex', which is not in the contacts"),
-        ("unknown_opportunity", "insight 1 names opportunity '9', which is not in the export"),
-        ("unsupported_number", "insight 1 states 4,200, which matches no computed figure; use the FIGURES"),
-    ]
 
 
 def test_ai_sample_is_drawn_afresh_per_attempt_and_bounded() -> None:

@@ -23,7 +23,7 @@ async def test_run_wait_prints_the_summary_and_ui_link(stack: Stack, run_id: str
     assert f"run {run_id} started" in done.stdout
     assert f"/namespaces/default/workflows/{run_id}" in done.stdout
     assert "contacts 5 at 3 companies (top: Acme Corp, 3)" in done.stdout
-    assert "pipeline 155,000, won 80,000 (51.6% by value)" in done.stdout
+    assert "open pipeline $75,000, won $80,000, win rate 100.0% by value, 100.0% by count" in done.stdout
 
     status = await tollgate(stack, "status", run_id)
     assert status.returncode == 0 and f"run {run_id}: completed" in status.stdout
@@ -47,7 +47,7 @@ async def test_run_follow_prints_progress_then_the_summary(stack: Stack, run_id:
 async def test_run_json_keeps_stdout_for_the_report(stack: Stack, run_id: str) -> None:
     done = await tollgate(stack, "run", CONTACTS, OPPORTUNITIES, "--wait", "--json", "--run-id", run_id)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["facts"]["opportunities"]["pipeline_value"] == 155000.0
+    assert json.loads(done.stdout)["facts"]["opportunities"]["total_value"] == "155000.00"  # exact, as a decimal
     assert f"run {run_id} started" in done.stderr
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from services.analyzer.ingest import BadInputError, ingest, parse_contacts, parse_opportunities
+from services.analyzer.ingest import BadInputError, ingest, parse_amount, parse_contacts, parse_opportunities
 from shared.artifacts import ArtifactStore
 from shared.contracts import IngestRequest, KeyValue
 from shared.datasets import read_contacts, read_opportunities
@@ -75,8 +76,14 @@ def test_bad_contacts_name_file_row_and_column(tmp_path: Path, content: str | by
     ("row", "message"),
     [
         ("1,Deal,Won,abc,1,2024-01-01", "o.csv, row 1, column 'amount': 'abc' is not a number"),
+        ("1,Deal,Won,1.234;56,1,2024-01-01", "o.csv, row 1, column 'amount': '1.234;56' is not a number"),
+        ('1,Deal,Won,"1.234,56",1,2024-01-01', "o.csv, row 1, column 'amount': '1.234,56' is an ambiguous amount: "
+         "with '.' as the decimal separator it could be read two ways; write it as 1234.56 or 1,234.56, or set "
+         "TOLLGATE_AMOUNT_DECIMAL_SEPARATOR for an export that writes 1.234,56"),
         ("1,Deal,Won,-5,1,2024-01-01", "o.csv, row 1, column 'amount': '-5' is not a non-negative amount"),
-        ("1,Deal,Won,nan,1,2024-01-01", "o.csv, row 1, column 'amount': 'nan' is not a non-negative amount"),
+        ("1,Deal,Won,nan,1,2024-01-01", "o.csv, row 1, column 'amount': 'nan' is not a number"),
+        ("1,Deal,Won,99999999999999999,1,2024-01-01", "o.csv, row 1, column 'amount': '99999999999999999' is not "
+         "a plausible amount (at least 1,000,000,000,000,000)"),
         ("1,Deal,Won,5,1,soon", "o.csv, row 1, column 'close_date': 'soon' is not a date (expected YYYY-MM-DD)"),
     ],
 )
@@ -90,7 +97,7 @@ def test_bad_opportunities(tmp_path: Path, row: str, message: str) -> None:
 def test_amounts_with_currency_formatting_are_read(tmp_path: Path) -> None:
     path = write(tmp_path, "o.csv", 'id,name,stage,amount,contact_id,close_date\n1,D,Won,"$1,250.50",9,\n')
     [opportunity] = parse_opportunities(path, {"1"})
-    assert opportunity.amount == 1250.5 and opportunity.quality_flags == ["unknown_contact"]
+    assert opportunity.amount == Decimal("1250.50") and opportunity.quality_flags == ["unknown_contact"]
 
 
 def test_ingest_chunks_the_data_and_computes_the_facts(tmp_path: Path) -> None:
@@ -109,8 +116,53 @@ def test_ingest_chunks_the_data_and_computes_the_facts(tmp_path: Path) -> None:
     c, o = result.facts.contacts, result.facts.opportunities
     assert (c.total_contacts, c.unique_companies, c.top_company, c.top_company_contacts) == (11, 2, "Acme", 8)
     assert c.unique_titles == 2
-    assert (o.pipeline_value, o.won_value, o.lost_value) == (200.0, 100.0, 50.0)
-    assert o.win_rate_by_value_pct == 50.0 and o.average_deal_value == 50.0
+    assert (o.total_value, o.open_pipeline_value, o.won_value, o.lost_value) == (
+        Decimal(200), Decimal(50), Decimal(100), Decimal(50))
+    assert (o.open_opportunities, o.won_count, o.lost_count) == (1, 2, 1)
+    # won / (won + lost): 100 / 150 by value, 2 of 3 by count
+    assert o.win_rate_by_value_pct == Decimal("66.7") and o.win_rate_by_count_pct == Decimal("66.7")
+    assert o.average_deal_value == Decimal(50)
     assert o.orphan_opportunities == 2 and o.orphan_opportunity_ids == ["3", "4"]
-    assert {(s.stage, s.count) for s in o.stage_breakdown} == {
-        ("Closed Won", 1), ("closed won", 1), ("Closed Lost", 1), ("Negotiation", 1)}
+    # 'Closed Won' and 'closed won' are one stage; the two spellings are a data-quality finding
+    assert {(s.stage, s.count, s.spellings[0] if s.spellings else "") for s in o.stage_breakdown} == {
+        ("Closed Won", 2, "Closed Won"), ("Closed Lost", 1, ""), ("Negotiation", 1, "")}
+    assert o.stage_spelling_variants == 1
+
+
+def test_companies_and_titles_are_grouped_by_one_key(tmp_path: Path) -> None:
+    contacts = write(tmp_path, "c.csv", f"{HEADER}\n1,A,Acme Corp,Sr. Engineer,\n2,B,acme corp.,senior engineer,\n"
+                     "3,C, ACME  Corp ,Senior Engineer,\n4,D,Beta,CEO,\n5,E,Acme Corp,CEO,\n")
+    opportunities = write(tmp_path, "o.csv", "id,name,stage,amount,contact_id,close_date\n1,A,Prospecting,10,1,\n")
+    store = ArtifactStore(tmp_path / "store")
+    c = ingest(store, IngestRequest(run_id="r1", contacts_path=contacts, opportunities_path=opportunities,
+                                    contact_chunk_size=4, opportunity_chunk_size=3), lambda _: None).facts.contacts
+    # the spelling used most names the group
+    assert (c.unique_companies, c.top_company, c.top_company_contacts, c.unique_titles) == (2, "Acme Corp", 4, 2)
+
+
+def test_a_closed_free_export_has_no_win_rate(tmp_path: Path) -> None:
+    contacts = write(tmp_path, "c.csv", f"{HEADER}\n1,A,Acme,CEO,\n")
+    opportunities = write(tmp_path, "o.csv", "id,name,stage,amount,contact_id,close_date\n1,A,Prospecting,10,1,\n")
+    o = ingest(ArtifactStore(tmp_path / "store"), IngestRequest(
+        run_id="r1", contacts_path=contacts, opportunities_path=opportunities, contact_chunk_size=4,
+        opportunity_chunk_size=3), lambda _: None).facts.opportunities
+    assert o.win_rate_by_value_pct is None and o.win_rate_by_count_pct is None  # null, never 0 or NaN
+    assert o.open_pipeline_value == Decimal(10)
+
+
+@pytest.mark.parametrize(
+    ("written", "separator", "amount"),
+    [("1234", ".", "1234"), ("1,234.56", ".", "1234.56"), ("$1,250.50", ".", "1250.50"), ("0.1", ".", "0.1"),
+     ("1.234,56", ",", "1234.56"), ("1234,5", ",", "1234.5"), ("€ 1.000", ",", "1000")],
+)
+def test_amounts_are_exact(written: str, separator: str, amount: str) -> None:
+    assert parse_amount(written, separator) == Decimal(amount)
+
+
+@pytest.mark.parametrize(
+    ("written", "separator"),
+    [("1.234,56", "."), ("1,234.5.6", "."), ("1.234", "."), ("12,34", "."), ("1,234.56", ",")],
+)
+def test_ambiguous_amounts_are_refused(written: str, separator: str) -> None:
+    with pytest.raises(ValueError, match="is an ambiguous amount"):
+        parse_amount(written, separator)

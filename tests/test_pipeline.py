@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -43,17 +44,23 @@ async def test_clean_run_produces_the_correct_report(client: Client, stack: Stac
     assert contacts.top_company_contacts == 3 and contacts.unique_titles == 5
     assert [(c.key, c.count) for c in contacts.company_distribution] == [("Acme Corp", 3), ("DataCo", 1),
                                                                          ("TechStart", 1)]
-    assert (opportunities.total_opportunities, opportunities.pipeline_value, opportunities.won_value) == (
-        4, 155000.0, 80000.0)
-    assert opportunities.win_rate_by_value_pct == 51.6
+    assert (opportunities.total_opportunities, opportunities.total_value, opportunities.open_pipeline_value,
+            opportunities.won_value) == (4, Decimal(155000), Decimal(75000), Decimal(80000))
+    assert opportunities.win_rate_by_value_pct == Decimal(100)  # won / (won + lost): nothing was lost
     assert {(s.stage, s.count, s.value) for s in opportunities.stage_breakdown} == {
-        ("Closed Won", 2, 80000.0), ("Negotiation", 1, 50000.0), ("Prospecting", 1, 25000.0)}
+        ("Closed Won", 2, Decimal(80000)), ("Negotiation", 1, Decimal(50000)), ("Prospecting", 1, Decimal(25000))}
     assert opportunities.orphan_opportunities == 0
     assert report.summary.enriched_contacts == 5 and report.summary.assessed_opportunities == 4
     assert report.summary.decision_makers == 4
     assert len(report.insights) == 3
+    assert [f.id for f in report.insights[0].facts] == ["open_pipeline_value"]  # each insight with its facts
+    assert report.insights[2].insight.text == "Acme Corp has the most contacts."
     assert report.gates.gated_steps == 3 and report.gates.attempts == 3
     assert sum(x.rejections for x in report.gates.rejections_by_layer) == 0
+    # CEO, VP Sales and Head of Eng are settled by their titles: the model labels the CTO and the Developer
+    contact_requests = scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")
+    assert len(contact_requests) == 1 and '"title":"CTO"' in contact_requests[0].prompt
+    assert '"title":"CEO"' not in contact_requests[0].prompt
     assert report.usage.calls == 6  # three analyses and three AI reviews
     store_root = stack.settings.artifact_root
     markdown = (store_root / result.report_markdown.key).read_text()
@@ -70,7 +77,8 @@ async def test_wrong_figure_is_caught_by_rules_and_the_retry_carries_the_reason(
     requests = scripted_llm.requests_for(run_id, "insights", "insights")
     assert len(requests) == 2
     assert "REJECTED" not in requests[0].prompt
-    assert "insight 1 cites pipeline_value = 156000 but it is 155000" in requests[1].prompt
+    assert "insight 1 states $76,000, which none of its facts shows; no fact shows it, leave it out" in (
+        requests[1].prompt)
     # the rules rejected it, so the AI validator was asked only about the second attempt
     assert len(scripted_llm.requests_for(run_id, "insights", "validator")) == 1
     layers = {x.layer: x.rejections for x in report.gates.rejections_by_layer}
@@ -78,7 +86,7 @@ async def test_wrong_figure_is_caught_by_rules_and_the_retry_carries_the_reason(
     assert report.gates.steps_fixed_by_retry == 1
     [rejected] = report.gates.rejected_steps
     assert rejected.step == "insights" and rejected.attempts == 2
-    assert rejected.rejections[0].failed_checks[0].check == "wrong_figure"
+    assert rejected.rejections[0].failed_checks[0].check == "unbound_number"
 
 
 async def test_ai_rejection_reruns_only_that_step(client: Client, stack: Stack, scripted_llm: ScriptedLlm,

@@ -70,7 +70,7 @@ async def test_every_transition_in_order_live_and_replayed(client: Client, stack
     assert ("insights", 1, False, "deterministic") in verdicts and ("insights", 2, True, "ai") in verdicts
     assert ("contacts/chunk-00001", 1, False, "ai") in verdicts
     [retry] = [e for e in events if e.kind == "retry_with_feedback" and e.step == "insights"]
-    assert retry.attempt == 2 and "pipeline_value = 156000 but it is 155000" in retry.body.reasons[0]
+    assert retry.attempt == 2 and "states $76,000, which none of its facts shows" in retry.body.reasons[0]
     for event in events:  # within a step, the transitions come in their order
         if event.kind == "step_succeeded":
             started = next(e for e in events if e.kind == "step_started" and e.step == event.step

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -66,8 +67,8 @@ async def test_real_local_model_end_to_end(local_stack: Stack, run_id: str) -> N
     c, o = report.facts.contacts, report.facts.opportunities
     assert (c.total_contacts, c.unique_companies, c.top_company, c.top_company_contacts, c.unique_titles) == (
         5, 3, "Acme Corp", 3, 5)
-    assert (o.total_opportunities, o.pipeline_value, o.won_value, o.win_rate_by_value_pct) == (
-        4, 155000.0, 80000.0, 51.6)
+    assert (o.total_opportunities, o.total_value, o.open_pipeline_value, o.won_value, o.win_rate_by_value_pct) == (
+        4, Decimal(155000), Decimal(75000), Decimal(80000), Decimal(100))
     assert o.orphan_opportunities == 0
 
     lines = (local_stack.settings.artifact_root / report.enrichments.key).read_text().splitlines()

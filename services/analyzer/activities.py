@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import polars as pl
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from services.analyzer import agents
+from services.analyzer.catalogue import build_catalogue
 from services.analyzer.ingest import BadInputError, ingest
 from shared import steps
 from shared.artifacts import ArtifactStore
@@ -21,8 +23,7 @@ from shared.contracts import (
     ContactRecord,
     CountItem,
     EnrichmentSummary,
-    FactCitation,
-    Facts,
+    FactCatalogue,
     IngestRequest,
     IngestResult,
     InsightsContext,
@@ -38,33 +39,6 @@ from shared.datasets import read_contacts, read_opportunities
 from shared.llm import LlmCall, ModelEndpoint, ask_structured
 from shared.settings import Settings
 from shared.taxonomy import title_rule
-
-
-def citable_figures(facts: Facts, summary: EnrichmentSummary) -> list[FactCitation]:
-    """The figures an insight may cite, each computed here in code, never by the model."""
-    seniority = {item.key: item.count for item in summary.seniority}
-    risk = {item.key: item.count for item in summary.risk_levels}
-    c, o = facts.contacts, facts.opportunities
-    values: dict[str, float] = {
-        "total_contacts": c.total_contacts,
-        "unique_companies": c.unique_companies,
-        "top_company_contacts": c.top_company_contacts,
-        "unique_titles": c.unique_titles,
-        "missing_titles": c.missing_titles,
-        "duplicate_names": c.duplicate_names,
-        "total_opportunities": o.total_opportunities,
-        "pipeline_value": o.pipeline_value,
-        "won_value": o.won_value,
-        "lost_value": o.lost_value,
-        "win_rate_by_value_pct": o.win_rate_by_value_pct,
-        "average_deal_value": o.average_deal_value,
-        "orphan_opportunities": o.orphan_opportunities,
-        "decision_makers": summary.decision_makers,
-        "executive_contacts": seniority.get("executive", 0),
-        "high_risk_opportunities": risk.get("high", 0),
-        "high_risk_value": summary.high_risk_value,
-    }
-    return [FactCitation(fact=name, value=float(value)) for name, value in values.items()]
 
 
 def _counts(frame: pl.DataFrame, column: str) -> list[CountItem]:
@@ -164,7 +138,8 @@ class AnalyzerActivities:
 
     @activity.defn(name=steps.AGGREGATE)
     def aggregate_enrichments(self, request: AggregateRequest) -> ArtifactRef:
-        """Sum the validated chunk outputs and write the insights agent's context; returns its reference."""
+        """Sum the validated chunk outputs, build the fact catalogue over them and the full data, and write the
+        insights agent's context; returns its reference."""
         contacts = [
             e for ref in request.contact_outputs
             for e in self.store.read_model(ref, ContactChunkOutput).enrichments
@@ -182,8 +157,10 @@ class AnalyzerActivities:
             schema={"id": pl.String, "risk": pl.String, "reason": pl.String},
         )
         deals = pl.scan_parquet([self.store.path(ref) for ref in request.opportunities.chunks]).select(
-            "id", "name", "amount", "stage"
+            "id", "name", "amount", "stage", "contact_id"
         ).collect()
+        people = pl.scan_parquet([self.store.path(ref) for ref in request.contacts.chunks]).select(
+            "id", "company", "title").collect()
         high = assessed.filter(pl.col("risk") == "high").join(deals, on="id").sort("amount", descending=True)
         summary = EnrichmentSummary(
             enriched_contacts=enriched.height,
@@ -193,32 +170,28 @@ class AnalyzerActivities:
             contacts_with_quality_flags=enriched.filter(pl.col("quality_flags").list.len() > 0).height,
             assessed_opportunities=assessed.height,
             risk_levels=_counts(assessed, "risk"),
-            high_risk_value=round(float(high.get_column("amount").sum()), 2),
+            high_risk_value=Decimal(str(high.get_column("amount").sum() or 0)).quantize(Decimal("0.01")),
             riskiest_deals=[RiskyDeal(**row) for row in high.head(10).select(
                 "id", "name", "amount", "stage", "reason").to_dicts()],
         )
-        companies = pl.scan_parquet([self.store.path(ref) for ref in request.contacts.chunks]).select(
-            "company").unique().collect().get_column("company").sort().to_list()
-        companies_ref = self.store.write_bytes(
-            f"runs/{request.run_id}/companies.txt", "\n".join(c for c in companies if c).encode()
-        )
-        ids_ref = self.store.write_bytes(
-            f"runs/{request.run_id}/opportunity-ids.txt", "\n".join(deals.get_column("id").to_list()).encode()
-        )
-        context = InsightsContext(
-            facts=request.facts, summary=summary, figures=citable_figures(request.facts, summary),
-            companies=companies_ref, opportunity_ids=ids_ref,
-        )
+        catalogue, shown = build_catalogue(
+            request.facts, people, deals,
+            enriched.select("id", "seniority", "department", "decision_maker"), assessed.select("id", "risk"))
+        catalogue_ref = self.store.write_model(f"runs/{request.run_id}/fact-catalogue.json", catalogue)
+        context = InsightsContext(facts=request.facts, summary=summary, catalogue=catalogue_ref, prompt_facts=shown)
         return self.store.write_model(f"runs/{request.run_id}/insights-context.json", context)
 
     @activity.defn(name=steps.WRITE_INSIGHTS)
     async def write_insights(self, task: InsightsTask) -> StepOutput:
         context = await asyncio.to_thread(self.store.read_model, task.context, InsightsContext)
+        catalogue = await asyncio.to_thread(self.store.read_model, context.catalogue, FactCatalogue)
+        shown = set(context.prompt_facts)
+        facts = [f for f in catalogue.facts if f.id in shown]
         answer = await ask_structured(
             self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "insights"),
             instructions=agents.INSIGHTS_INSTRUCTIONS,
-            prompt=agents.insights_prompt(context, task.feedback),
-            request_schema=agents.insights_request_schema([f.fact for f in context.figures]),
+            prompt=agents.insights_prompt(facts, task.feedback),
+            request_schema=agents.insights_request_schema([f.id for f in facts]),
             answer_type=agents.InsightAnswers,
             max_tokens=900,
         )

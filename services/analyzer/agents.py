@@ -16,16 +16,17 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from shared.contracts import (
+    ClaimKind,
     ContactEnrichment,
     ContactRecord,
     Department,
-    FactCitation,
+    Fact,
     FailedCheck,
-    InsightsContext,
     OpportunityRecord,
     RiskLevel,
     Seniority,
 )
+from shared.figures import fact_value
 from shared.taxonomy import FUNCTIONS, TitleRule, describe, risk_allowed, stage_key, stage_name, title_rule
 
 RATIONALE_CHARS = 40
@@ -60,10 +61,10 @@ class OpportunityLabels(_Answer):
 
 class InsightAnswer(_Answer):
     title: Annotated[str, Field(min_length=1, max_length=120)]
-    detail: Annotated[str, Field(min_length=1, max_length=400)]
-    citations: list[FactCitation] = Field(min_length=1, max_length=4)
-    companies: list[str] = Field(default_factory=list, max_length=4)
-    opportunities: list[str] = Field(default_factory=list, max_length=4)
+    text: Annotated[str, Field(min_length=1, max_length=400)]
+    kind: ClaimKind
+    facts: list[str] = Field(min_length=1, max_length=4)
+    entity: str | None = None
 
 
 class InsightAnswers(_Answer):
@@ -117,15 +118,20 @@ def opportunity_request_schema(ids: Sequence[str]) -> type[BaseModel]:
     )
 
 
-def insights_request_schema(fact_names: Sequence[str]) -> type[BaseModel]:
-    citation = create_model("FactCitation", fact=(_enum(fact_names), ...), value=(float, ...))
+def _id_list(ids: Sequence[str]) -> Any:
+    """A list of one to three ids, each one of ``ids``."""
+    item = _enum(ids)
+    return Annotated[list[item], Field(min_length=1, max_length=3)]  # type: ignore[valid-type]
+
+
+def insights_request_schema(fact_ids: Sequence[str]) -> type[BaseModel]:
     insight = create_model(
         "Insight",
         title=(_text(80), ...),
-        detail=(_text(240), ...),
-        citations=(Annotated[list[citation], Field(min_length=1, max_length=3)], ...),
-        companies=(Annotated[list[Annotated[str, Field(max_length=60)]], Field(max_length=3)], ...),
-        opportunities=(Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=3)], ...),
+        text=(_text(240), ...),
+        kind=(ClaimKind, ...),
+        facts=(_id_list(fact_ids), ...),
+        entity=(Annotated[str, Field(max_length=60)] | None, ...),
     )
     return create_model(
         "InsightAnswers",
@@ -183,11 +189,15 @@ For every opportunity give:
 - next_action: a short step that moves the open deal forward (qualify, send a proposal, agree terms …).
 Answer every id exactly once, only the ids given. Reply with JSON only."""
 
-INSIGHTS_INSTRUCTIONS = """You write findings for a CRM report from computed figures.
-Write 3 to 5 insights. Each has a short title, a one or two sentence detail, and cites 1 to 3 figures:
-each citation names a figure from FIGURES and copies its value exactly. Name only companies from TOP COMPANIES
-and only deals from RISKIEST DEALS (by id, in "opportunities").
-Reply with JSON only."""
+INSIGHTS_INSTRUCTIONS = """You write findings for a CRM report from FACTS computed in code (one per line:
+id | what it is | value). Write 3 to 5 insights. Each insight:
+- facts: the ids of the 1 to 3 facts it rests on.
+- text: one or two sentences. Every number in it must be the value of a fact it cites, written as is or rounded
+  (52,000 or $52k; 35.4% or 35%). Name a company, stage or deal only if a fact it cites is about it.
+- kind: "total" (states a figure), "share" (a percentage of a whole), "ranking" (the top or largest one: cite the
+  rank: fact), "comparison" (two figures side by side: cite both).
+- entity: the company, stage or deal it is about, exactly as its fact names it, or null.
+Say "most", "largest", "top" or "leading" only with a rank: fact. Reply with JSON only."""
 
 
 def _notes(feedback: Sequence[FailedCheck]) -> dict[str, str]:
@@ -234,12 +244,6 @@ def opportunity_prompt(records: Sequence[OpportunityRecord], feedback: Sequence[
     return f"OPPORTUNITIES ({len(records)}):\n{lines}{feedback_section(feedback)}"
 
 
-def insights_prompt(context: InsightsContext, feedback: Sequence[FailedCheck]) -> str:
-    figures = _compact({item.fact: item.value for item in context.figures})
-    companies = ", ".join(item.key for item in context.facts.contacts.company_distribution[:10])
-    stages = ", ".join(f"{s.stage}: {s.count}" for s in context.facts.opportunities.stage_breakdown[:8])
-    deals = ", ".join(f"{d.id} {d.name} ({d.amount:g}, {d.stage})" for d in context.summary.riskiest_deals[:5])
-    return (
-        f"FIGURES: {figures}\nTOP COMPANIES: {companies}\nSTAGES: {stages}\nRISKIEST DEALS: {deals or 'none'}"
-        f"{feedback_section(feedback)}"
-    )
+def insights_prompt(facts: Sequence[Fact], feedback: Sequence[FailedCheck]) -> str:
+    lines = "\n".join(f"{fact.id} | {fact.label} | {fact_value(fact)}" for fact in facts)
+    return f"FACTS ({len(facts)}):\n{lines}{feedback_section(feedback)}"

@@ -7,10 +7,11 @@ bad row with an error that names the file, the row and the column.
 from __future__ import annotations
 
 import csv
-import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,11 +36,14 @@ from shared.contracts import (
     StageItem,
 )
 from shared.datasets import chunk_key, write_chunk
+from shared.taxonomy import company_key, stage_key, stage_name, title_key
 
 CONTACT_COLUMNS = ("id", "name", "company", "title", "created_date")
 OPPORTUNITY_COLUMNS = ("id", "name", "stage", "amount", "contact_id", "close_date")
 WON_STAGE = "closed won"
 LOST_STAGE = "closed lost"
+CENT = Decimal("0.01")
+MAX_AMOUNT = Decimal(10) ** 15  # a quadrillion: past this an amount is a typo, and it would overflow the store
 
 
 class BadInputError(ValueError):
@@ -123,17 +127,35 @@ def _parse_date(path: str, row: _Row, column: str) -> date | None:
                             column=column) from None
 
 
-def _parse_amount(path: str, row: _Row) -> float:
-    text = row.values["amount"].replace(",", "").replace("$", "")
-    try:
-        amount = float(text)
-    except ValueError:
-        raise BadInputError(path, f"{row.values['amount']!r} is not a number", row=row.number,
-                            column="amount") from None
-    if not math.isfinite(amount) or amount < 0:
-        raise BadInputError(path, f"{row.values['amount']!r} is not a non-negative amount", row=row.number,
-                            column="amount")
+_CURRENCY = re.compile(r"^[$€£]|[$€£]$|\b(?:usd|eur|gbp)\b", re.IGNORECASE)
+
+
+def parse_amount(text: str, decimal_separator: str = ".") -> Decimal:
+    """An amount exactly as written, in the export's notation: '1,234.56' (or '1.234,56' with ',' as the decimal
+    separator). A format that could be read two ways is refused, never reinterpreted; raises ValueError."""
+    grouping = "," if decimal_separator == "." else "."
+    raw = _CURRENCY.sub("", text.strip()).strip()
+    dec, grp = re.escape(decimal_separator), re.escape(grouping)
+    if not re.fullmatch(rf"-?(\d{{1,3}}({grp}\d{{3}})+|\d+)({dec}\d{{1,2}})?", raw):
+        if re.fullmatch(r"-?[\d.,]+", raw) and re.search(r"\d", raw):
+            raise ValueError(
+                f"{text!r} is an ambiguous amount: with {decimal_separator!r} as the decimal separator it could be "
+                "read two ways; write it as 1234.56 or 1,234.56, or set TOLLGATE_AMOUNT_DECIMAL_SEPARATOR for an "
+                "export that writes 1.234,56")
+        raise ValueError(f"{text!r} is not a number")
+    amount = Decimal(raw.replace(grouping, "").replace(decimal_separator, "."))
+    if amount < 0:
+        raise ValueError(f"{text!r} is not a non-negative amount")
+    if amount >= MAX_AMOUNT:
+        raise ValueError(f"{text!r} is not a plausible amount (at least {MAX_AMOUNT:,})")
     return amount
+
+
+def _parse_amount(path: str, row: _Row, decimal_separator: str) -> Decimal:
+    try:
+        return parse_amount(row.values["amount"], decimal_separator)
+    except ValueError as error:
+        raise BadInputError(path, str(error), row=row.number, column="amount") from None
 
 
 def _require_id(path: str, row: _Row, seen: set[str], column: str = "id") -> str:
@@ -183,11 +205,12 @@ def parse_contacts(path: str) -> Iterator[ContactRecord]:
         )
 
 
-def parse_opportunities(path: str, contact_ids: set[str]) -> Iterator[OpportunityRecord]:
+def parse_opportunities(path: str, contact_ids: set[str], decimal_separator: str = ".",
+                        ) -> Iterator[OpportunityRecord]:
     """Yield the opportunities of one export, validated; unknown contacts are flagged, not refused."""
     seen: set[str] = set()
     for row in _read_rows(path, OPPORTUNITY_COLUMNS):
-        amount = _parse_amount(path, row)
+        amount = _parse_amount(path, row, decimal_separator)
         flags: list[QualityFlag] = []
         if row.values["contact_id"] not in contact_ids:
             flags.append("unknown_contact")
@@ -236,57 +259,88 @@ def _scan(store: ArtifactStore, dataset: DatasetRef) -> pl.LazyFrame:
     return pl.scan_parquet([store.path(ref) for ref in dataset.chunks])
 
 
+def _keyed(frame: pl.DataFrame, column: str, key: Callable[[str], str]) -> pl.DataFrame:
+    """``frame`` with a ``<column>_key`` column: the documented grouping key, computed once per distinct value."""
+    mapping = {value: key(value) for value in frame.get_column(column).unique().to_list()}
+    return frame.with_columns(pl.col(column).replace_strict(mapping, return_dtype=pl.String).alias(f"{column}_key"))
+
+
+def _display_names(frame: pl.DataFrame, column: str) -> dict[str, str]:
+    """For each key, the spelling the export uses most (ties: the first alphabetically)."""
+    spellings = frame.group_by(f"{column}_key", column).len().sort(
+        [f"{column}_key", "len", column], descending=[False, True, False])
+    return {row[f"{column}_key"]: row[column] for row in spellings.unique(f"{column}_key", keep="first").to_dicts()}
+
+
 def contact_facts(store: ArtifactStore, dataset: DatasetRef) -> ContactFacts:
-    frame = _scan(store, dataset).select("company", "title", "quality_flags").collect()
+    frame = _keyed(_keyed(_scan(store, dataset).select("company", "title", "quality_flags").collect(),
+                          "company", company_key), "title", title_key)
+    names = _display_names(frame, "company")
     companies = (
-        frame.filter(pl.col("company") != "")
-        .group_by("company")
+        frame.filter(pl.col("company_key") != "")
+        .group_by("company_key")
         .len()
-        .sort(["len", "company"], descending=[True, False])
+        .sort(["len", "company_key"], descending=[True, False])
     )
     top = companies.head(1).to_dicts()
     flags = frame.get_column("quality_flags")
     return ContactFacts(
         total_contacts=frame.height,
         unique_companies=companies.height,
-        top_company=top[0]["company"] if top else None,
+        top_company=names[top[0]["company_key"]] if top else None,
         top_company_contacts=top[0]["len"] if top else 0,
         company_distribution=[
-            CountItem(key=row["company"], count=row["len"]) for row in companies.head(MAX_LISTED).to_dicts()
+            CountItem(key=names[row["company_key"]], count=row["len"])
+            for row in companies.head(MAX_LISTED).to_dicts()
         ],
-        unique_titles=frame.filter(pl.col("title") != "").get_column("title").n_unique(),
+        unique_titles=frame.filter(pl.col("title_key") != "").get_column("title_key").n_unique(),
         missing_titles=int(flags.list.contains("missing_title").sum()),
         duplicate_names=int(flags.list.contains("duplicate_name").sum()),
     )
 
 
+def _percent(part: Decimal, whole: Decimal) -> Decimal | None:
+    return (100 * part / whole).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP) if whole else None
+
+
+def _money_sum(frame: pl.DataFrame) -> Decimal:
+    total = frame.get_column("amount").sum()
+    return Decimal(total).quantize(CENT) if total is not None else Decimal("0.00")
+
+
 def opportunity_facts(store: ArtifactStore, dataset: DatasetRef) -> OpportunityFacts:
-    frame = (
-        _scan(store, dataset)
-        .select("id", "stage", "amount", "quality_flags")
-        .with_columns(pl.col("stage").str.strip_chars().str.to_lowercase().alias("stage_key"))
-        .collect()
-    )
-    total = float(frame.get_column("amount").sum())
-    won = float(frame.filter(pl.col("stage_key") == WON_STAGE).get_column("amount").sum())
-    lost = float(frame.filter(pl.col("stage_key") == LOST_STAGE).get_column("amount").sum())
+    frame = _keyed(_scan(store, dataset).select("id", "stage", "amount", "quality_flags").collect(), "stage",
+                   stage_key)
+    won = frame.filter(pl.col("stage_key") == WON_STAGE)
+    lost = frame.filter(pl.col("stage_key") == LOST_STAGE)
+    open_deals = frame.filter(~pl.col("stage_key").is_in([WON_STAGE, LOST_STAGE]))
+    total, won_value, lost_value = _money_sum(frame), _money_sum(won), _money_sum(lost)
     stages = (
-        frame.group_by("stage")
-        .agg(pl.len().alias("count"), pl.col("amount").sum().alias("value"))
-        .sort(["value", "stage"], descending=[True, False])
+        frame.group_by("stage_key")
+        .agg(pl.len().alias("count"), pl.col("amount").sum().alias("value"),
+             pl.col("stage").unique().sort().alias("spellings"))
+        .sort(["value", "stage_key"], descending=[True, False])
     )
     orphans = frame.filter(pl.col("quality_flags").list.contains("unknown_contact")).get_column("id")
+    breakdown = [
+        StageItem(stage=stage_name(row["spellings"][0]), count=row["count"], value=Decimal(row["value"]),
+                  spellings=row["spellings"][:MAX_LISTED] if len(row["spellings"]) > 1 else [])
+        for row in stages.to_dicts()
+    ]
     return OpportunityFacts(
         total_opportunities=frame.height,
-        pipeline_value=round(total, 2),
-        won_value=round(won, 2),
-        lost_value=round(lost, 2),
-        win_rate_by_value_pct=round(100 * won / total, 1) if total else 0.0,
-        average_deal_value=round(total / frame.height, 2) if frame.height else 0.0,
-        stage_breakdown=[
-            StageItem(stage=row["stage"], count=row["count"], value=round(float(row["value"]), 2))
-            for row in stages.to_dicts()
-        ],
+        total_value=total,
+        open_opportunities=open_deals.height,
+        open_pipeline_value=_money_sum(open_deals),
+        won_count=won.height,
+        won_value=won_value,
+        lost_count=lost.height,
+        lost_value=lost_value,
+        win_rate_by_value_pct=_percent(won_value, won_value + lost_value),
+        win_rate_by_count_pct=_percent(Decimal(won.height), Decimal(won.height + lost.height)),
+        average_deal_value=(total / frame.height).quantize(CENT, rounding=ROUND_HALF_UP) if frame.height else None,
+        stage_breakdown=breakdown,
+        stage_spelling_variants=sum(bool(item.spellings) for item in breakdown),
         orphan_opportunities=orphans.len(),
         orphan_opportunity_ids=orphans.head(MAX_LISTED).to_list(),
     )
@@ -303,7 +357,8 @@ def ingest(store: ArtifactStore, request: IngestRequest, heartbeat: Callable[[in
         contact_ids.update(pl.read_parquet(store.path(ref), columns=["id"]).get_column("id").to_list())
     opportunities = _write_dataset(
         store, request.run_id, "opportunities", request.opportunities_path,
-        parse_opportunities(request.opportunities_path, contact_ids), request.opportunity_chunk_size, heartbeat,
+        parse_opportunities(request.opportunities_path, contact_ids, request.decimal_separator),
+        request.opportunity_chunk_size, heartbeat,
     )
     facts = Facts(contacts=contact_facts(store, contacts), opportunities=opportunity_facts(store, opportunities))
     return IngestResult(contacts=contacts, opportunities=opportunities, facts=facts)

@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from shared import steps
 from shared.contracts import Report, RunOptions, RunProgress, RunRequest, RunResult, StepPolicy
 from shared.failures import failure_reason, run_ending
+from shared.figures import money, percent
 from shared.settings import Settings, get_settings
 from shared.telemetry import current_trace_id, flush_tracing, setup_tracing, tracer
 from shared.temporal import connect
@@ -62,6 +63,7 @@ def run_options(settings: Settings) -> RunOptions:
         gate_attempts=settings.gate_attempts,
         ai_review_sample=settings.ai_review_sample,
         token_budget=settings.run_token_budget,
+        decimal_separator=settings.amount_decimal_separator,
         ingest=StepPolicy(start_to_close=ingest, schedule_to_close=ingest * 2, heartbeat=heartbeat * 3, max_attempts=3),
         analysis=StepPolicy(start_to_close=analysis, schedule_to_close=analysis * 5, heartbeat=heartbeat,
                             max_attempts=settings.activity_max_attempts),
@@ -88,9 +90,10 @@ def summary_lines(report: Report, result: RunResult, settings: Settings) -> list
     c, o, s, g = report.facts.contacts, report.facts.opportunities, report.summary, report.gates
     layers = ", ".join(f"{x.layer} {x.rejections}" for x in g.rejections_by_layer)
     lines = [
-        f"contacts {c.total_contacts} at {c.unique_companies} companies (top: {c.top_company}, "
-        f"{c.top_company_contacts}); opportunities {o.total_opportunities}, pipeline {o.pipeline_value:,.0f}, "
-        f"won {o.won_value:,.0f} ({o.win_rate_by_value_pct}% by value), unknown contact {o.orphan_opportunities}",
+        f"contacts {c.total_contacts:,} at {c.unique_companies:,} companies (top: {c.top_company}, "
+        f"{c.top_company_contacts:,}); opportunities {o.total_opportunities:,}, open pipeline "
+        f"{money(o.open_pipeline_value)}, won {money(o.won_value)}, win rate {percent(o.win_rate_by_value_pct)} by "
+        f"value, {percent(o.win_rate_by_count_pct)} by count; unknown contact {o.orphan_opportunities:,}",
         f"enriched {s.enriched_contacts} contacts ({s.decision_makers} decision makers), assessed "
         f"{s.assessed_opportunities} opportunities ({', '.join(f'{x.key} {x.count}' for x in s.risk_levels)})",
         f"gates: {g.gated_steps} steps, {g.attempts} attempts, rejections by layer: {layers}, "
@@ -98,7 +101,7 @@ def summary_lines(report: Report, result: RunResult, settings: Settings) -> list
         f"LLM: {report.usage.calls} calls, {report.usage.input_tokens} tokens in, {report.usage.output_tokens} out, "
         f"${report.usage.cost_usd:.4f}",
         "insights:",
-        *[f"  {n}. {i.title}" for n, i in enumerate(report.insights, 1)],
+        *[f"  {n}. {i.insight.title}: {i.insight.text}" for n, i in enumerate(report.insights, 1)],
         f"report: {settings.artifact_root / result.report_markdown.key}",
     ]
     return lines

@@ -11,7 +11,9 @@ from shared.artifacts import ArtifactStore
 from shared.contracts import (
     MAX_LISTED,
     BranchUsage,
+    CitedInsight,
     ContactChunkOutput,
+    FactCatalogue,
     GateRecord,
     GateSummary,
     InsightsContext,
@@ -23,6 +25,7 @@ from shared.contracts import (
     RunResult,
     TokenUsage,
 )
+from shared.figures import count, fact_value, money, percent
 
 TABLE_ROWS = 50
 
@@ -42,10 +45,6 @@ def summarize_gates(gates: Sequence[GateRecord]) -> GateSummary:
     )
 
 
-def _money(value: float) -> str:
-    return f"{value:,.2f}".rstrip("0").rstrip(".")
-
-
 def _rows(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |" for row in rows]
@@ -58,22 +57,30 @@ def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
     s = report.summary
     out = [f"# CRM analysis report: {report.run_id}", "", "## Facts (computed over the full data)", ""]
     out += _rows(["figure", "value"], [
-        ("contacts", c.total_contacts), ("unique companies", c.unique_companies),
-        ("top company", f"{c.top_company} ({c.top_company_contacts} contacts)"),
-        ("unique titles", c.unique_titles), ("missing titles", c.missing_titles),
-        ("duplicate names", c.duplicate_names), ("opportunities", o.total_opportunities),
-        ("pipeline value", _money(o.pipeline_value)), ("won value", _money(o.won_value)),
-        ("win rate by value", f"{o.win_rate_by_value_pct}%"),
-        ("opportunities with an unknown contact", o.orphan_opportunities),
+        ("contacts", count(c.total_contacts)), ("distinct companies", count(c.unique_companies)),
+        ("top company by contacts", f"{c.top_company} ({count(c.top_company_contacts)} contacts)"),
+        ("distinct titles", count(c.unique_titles)), ("contacts without a title", count(c.missing_titles)),
+        ("duplicate names", count(c.duplicate_names)), ("opportunities", count(o.total_opportunities)),
+        ("value of all opportunities", money(o.total_value)),
+        ("open pipeline (not closed)", f"{money(o.open_pipeline_value)} in {count(o.open_opportunities)} deals"),
+        ("won", f"{money(o.won_value)} in {count(o.won_count)} deals"),
+        ("lost", f"{money(o.lost_value)} in {count(o.lost_count)} deals"),
+        ("win rate, won / (won + lost)", f"{percent(o.win_rate_by_value_pct)} by value, "
+         f"{percent(o.win_rate_by_count_pct)} by count"),
+        ("average opportunity", money(o.average_deal_value)),
+        ("opportunities with an unknown contact", count(o.orphan_opportunities)),
     ])
-    out += ["", "Stages:", ""]
-    out += _rows(["stage", "count", "value"], [(x.stage, x.count, _money(x.value)) for x in o.stage_breakdown])
+    out += ["", "Stages (grouped by their canonical name):", ""]
+    out += _rows(["stage", "deals", "value", "written as"], [
+        (x.stage, count(x.count), money(x.value), ", ".join(x.spellings)) for x in o.stage_breakdown])
+    if o.stage_spelling_variants:
+        out += ["", f"Data quality: {o.stage_spelling_variants} stages are written in more than one way."]
     out += ["", "## Validated enrichments", ""]
     out += [f"- {s.enriched_contacts} contacts enriched; {s.decision_makers} decision makers; "
             + ", ".join(f"{x.key}: {x.count}" for x in s.seniority)]
     out += [f"- {s.assessed_opportunities} opportunities assessed; "
             + ", ".join(f"{x.key} risk: {x.count}" for x in s.risk_levels)
-            + f"; high-risk value {_money(s.high_risk_value)}", ""]
+            + f"; high-risk value {money(s.high_risk_value)}", ""]
     enrichments = [e for chunk in contacts for e in chunk.enrichments]
     out += _rows(["contact", "seniority", "department", "decision maker", "rationale", "flags"], [
         (e.id, e.seniority, e.department, "yes" if e.decision_maker else "no", e.rationale,
@@ -87,9 +94,9 @@ def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
     if len(enrichments) > TABLE_ROWS or len(risks) > TABLE_ROWS:
         out += ["", f"(first {TABLE_ROWS} rows shown; all of them are in `{report.enrichments.key}`)"]
     out += ["", "## Insights", ""]
-    for number, insight in enumerate(report.insights, 1):
-        cites = ", ".join(f"{x.fact} = {x.value:g}" for x in insight.citations)
-        out += [f"{number}. **{insight.title}** {insight.detail} _(cites {cites})_"]
+    for number, cited in enumerate(report.insights, 1):
+        out += [f"{number}. **{cited.insight.title}** {cited.insight.text}"]
+        out += [f"   - `{fact.id}`: {fact.label} = {fact_value(fact)}" for fact in cited.facts]
     g = report.gates
     layers = ", ".join(f"{x.layer}: {x.rejections}" for x in g.rejections_by_layer)
     out += ["", "## Validation gates", "",
@@ -121,7 +128,11 @@ class ReportActivities:
     def write_report(self, request: ReportRequest) -> RunResult:
         """Gather the accepted outputs and write the report files; returns the report and where it is."""
         context = self.store.read_model(request.insights_context, InsightsContext)
-        insights = self.store.read_model(request.insights_output, InsightsOutput)
+        catalogue = {f.id: f for f in self.store.read_model(context.catalogue, FactCatalogue).facts}
+        insights = [
+            CitedInsight(insight=insight, facts=[catalogue[i] for i in insight.facts if i in catalogue])
+            for insight in self.store.read_model(request.insights_output, InsightsOutput).insights
+        ]
         contacts = [self.store.read_model(g.accepted_output, ContactChunkOutput)
                     for g in request.contact_gates if g.accepted_output]
         opportunities = [self.store.read_model(g.accepted_output, OpportunityChunkOutput)
@@ -137,7 +148,7 @@ class ReportActivities:
                                  ("insights", [request.insights_gate]))
         ]
         report = Report(
-            run_id=request.run_id, facts=request.facts, summary=context.summary, insights=insights.insights,
+            run_id=request.run_id, facts=request.facts, summary=context.summary, insights=insights,
             gates=summarize_gates(gates), usage=sum((b.usage for b in by_branch), TokenUsage()),
             usage_by_branch=by_branch, enrichments=enrichments,
         )

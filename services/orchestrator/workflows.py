@@ -190,7 +190,8 @@ class CrmAnalysisWorkflow:
             IngestRequest(run_id=request.run_id, contacts_path=request.contacts_path,
                           opportunities_path=request.opportunities_path,
                           contact_chunk_size=options.contact_chunk_size,
-                          opportunity_chunk_size=options.opportunity_chunk_size),
+                          opportunity_chunk_size=options.opportunity_chunk_size,
+                          decimal_separator=options.decimal_separator),
             IngestResult, options.ingest, options.analyzer_queue, "ingest",
         )
         self._advance(stage="analysis")

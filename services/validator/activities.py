@@ -10,12 +10,13 @@ from opentelemetry.trace import Span
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from services.validator import checks, judge
+from services.validator import checks, claims, judge
 from shared import steps
 from shared.artifacts import ArtifactStore
 from shared.contracts import (
     MAX_FAILED_CHECKS,
     ContactChunkOutput,
+    FactCatalogue,
     FailedCheck,
     GateVerdict,
     InsightsContext,
@@ -139,25 +140,21 @@ class ValidatorActivities:
 
         return await self._gate(task, lambda: checks.check_opportunities(records, output), ai)
 
-    def _insights_inputs(self, task: ValidationTask) -> tuple[InsightsContext, set[str], set[str], InsightsOutput]:
+    def _insights_inputs(self, task: ValidationTask) -> tuple[FactCatalogue, InsightsOutput]:
         assert task.insights_context is not None, "an insights validation needs its context"
         context = self.store.read_model(task.insights_context, InsightsContext)
-        companies = {
-            line.casefold() for line in self.store.read_bytes(context.companies).decode().splitlines() if line
-        }
-        opportunity_ids = set(self.store.read_bytes(context.opportunity_ids).decode().splitlines())
+        catalogue = self.store.read_model(context.catalogue, FactCatalogue)
         output = InsightsOutput.model_construct(insights=[]) if task.output.schema_error else \
             self.store.read_model(task.output.output, InsightsOutput)
-        return context, companies, opportunity_ids, output
+        return catalogue, output
 
     @activity.defn(name=steps.VALIDATE_INSIGHTS)
     async def validate_insights(self, task: ValidationTask) -> GateVerdict:
-        assert task.insights_context is not None, "an insights validation needs its context"
-        context, companies, opportunity_ids, output = await asyncio.to_thread(self._insights_inputs, task)
+        catalogue, output = await asyncio.to_thread(self._insights_inputs, task)
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
             ids = [str(n) for n in range(1, len(output.insights) + 1)] if task.ai_review_sample else []
-            return await self._judge(task, "insight", ids, judge.insights_prompt(context, output),
+            return await self._judge(task, "insight", ids, judge.insights_prompt(catalogue, output),
                                      judge.INSIGHTS_JUDGE_INSTRUCTIONS)
 
-        return await self._gate(task, lambda: checks.check_insights(context, output, companies, opportunity_ids), ai)
+        return await self._gate(task, lambda: claims.check_insights(catalogue, output), ai)

@@ -17,8 +17,6 @@ from shared.contracts import (
     ContactEnrichment,
     ContactRecord,
     FailedCheck,
-    InsightsContext,
-    InsightsOutput,
     OpportunityChunkOutput,
     OpportunityRecord,
 )
@@ -35,8 +33,6 @@ from shared.taxonomy import (
     text_key,
     title_rule,
 )
-
-NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
 
 
 def check_ids(kind: str, expected: Sequence[str], answered: Iterable[str]) -> list[FailedCheck]:
@@ -162,63 +158,3 @@ def _names_stage_or_amount(reason: str, deal: OpportunityRecord) -> bool:
     if stage_key(deal.stage) in text_key(reason) or text_key(deal.stage) in text_key(reason):
         return True
     return any(number.kind == "plain" and number.states(deal.amount) for number in numbers_in(reason))
-
-
-def _close(claimed: float, actual: float) -> bool:
-    """Equal up to the rounding a writer may apply: to a whole number, one decimal, or three significant figures."""
-    places = 0.5 if claimed == int(claimed) else 0.051
-    return abs(claimed - actual) <= max(places, 0.005 * abs(actual))
-
-
-def _allowed_numbers(context: InsightsContext) -> list[float]:
-    values = [f.value for f in context.figures]
-    values += [s.value for s in context.facts.opportunities.stage_breakdown]
-    values += [s.count for s in context.facts.opportunities.stage_breakdown]
-    values += [c.count for c in context.facts.contacts.company_distribution]
-    values += [c.count for c in context.summary.seniority + context.summary.departments + context.summary.risk_levels]
-    values += [d.amount for d in context.summary.riskiest_deals]
-    return values
-
-
-def check_insights(context: InsightsContext, output: InsightsOutput, companies: set[str],
-                   opportunity_ids: set[str]) -> list[FailedCheck]:
-    """Every cited figure equals the fact it names; every number, company and deal it names exists."""
-    figures = {f.fact: f.value for f in context.figures}
-    allowed = _allowed_numbers(context)
-    failures: list[FailedCheck] = []
-    for number, insight in enumerate(output.insights, start=1):
-        for citation in insight.citations:
-            actual = figures.get(citation.fact)
-            if actual is None:
-                failures.append(FailedCheck(
-                    check="unknown_figure", record_id=str(number),
-                    reason=f"insight {number} cites {citation.fact!r}, which is not a figure; cite names from "
-                    "FIGURES only",
-                ))
-            elif not _close(citation.value, actual):
-                failures.append(FailedCheck(
-                    check="wrong_figure", record_id=str(number),
-                    reason=f"insight {number} cites {citation.fact} = {citation.value:g} but it is {actual:g}",
-                ))
-        for company in insight.companies:
-            if company.casefold() not in companies:
-                failures.append(FailedCheck(
-                    check="unknown_company", record_id=str(number),
-                    reason=f"insight {number} names company {company!r}, which is not in the contacts",
-                ))
-        for deal in insight.opportunities:
-            if deal not in opportunity_ids:
-                failures.append(FailedCheck(
-                    check="unknown_opportunity", record_id=str(number),
-                    reason=f"insight {number} names opportunity {deal!r}, which is not in the export",
-                ))
-        for text in NUMBER.findall(f"{insight.title} {insight.detail}"):
-            value = float(text.replace(",", ""))
-            if value < 10 or 1900 <= value <= 2100:
-                continue  # small counts and years are too ambiguous to police
-            if not any(_close(value, candidate) or _close(value * 1000, candidate) for candidate in allowed):
-                failures.append(FailedCheck(
-                    check="unsupported_number", record_id=str(number),
-                    reason=f"insight {number} states {text}, which matches no computed figure; use the FIGURES",
-                ))
-    return failures

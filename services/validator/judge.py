@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from shared.contracts import (
     ContactEnrichment,
     ContactRecord,
+    FactCatalogue,
     FailedCheck,
-    InsightsContext,
     InsightsOutput,
     OpportunityRecord,
     OpportunityRisk,
@@ -107,13 +107,14 @@ that no fact measures, a comparison its facts do not make, advice presented as a
 what its facts show, return an empty problems list. Reply with JSON only."""
 
 
-def insights_prompt(context: InsightsContext, output: InsightsOutput) -> str:
-    figures = _compact({f.fact: f.value for f in context.figures})
-    companies = ", ".join(f"{c.key} ({c.count} contacts)" for c in context.facts.contacts.company_distribution[:10])
+def insights_prompt(catalogue: FactCatalogue, output: InsightsOutput) -> str:
+    facts = {fact.id: fact for fact in catalogue.facts}
     lines = [
-        _compact({"id": str(n), "title": i.title, "detail": i.detail}) for n, i in enumerate(output.insights, 1)
+        _compact({"id": str(n), "title": i.title, "text": i.text,
+                  "facts": {f: f"{facts[f].label} = {facts[f].value}" for f in i.facts if f in facts}})
+        for n, i in enumerate(output.insights, 1)
     ]
-    return f"FIGURES: {figures}\nTOP COMPANIES: {companies}\nINSIGHTS:\n" + "\n".join(lines)
+    return "INSIGHTS:\n" + "\n".join(lines)
 
 
 def to_failed_checks(kind: str, judgement: Judgement) -> list[FailedCheck]:

@@ -46,6 +46,7 @@ class StatedNumber:
     value: Decimal
     kind: NumberKind
     step: Decimal  # half of this is the rounding the writer may have applied
+    currency: bool = False
 
     def states(self, actual: Decimal | float | int) -> bool:
         """Whether this number is ``actual`` as its writer rounded it (to the precision the text shows)."""
@@ -75,7 +76,8 @@ def numbers_in(text: str) -> list[StatedNumber]:
         suffix = (match.group("suffix") or "").strip().lower()
         kind: NumberKind = "percent" if suffix in ("%", "percent") else "multiple" if suffix in ("x", "times") \
             else "plain"
-        found.append(StatedNumber(match.group(0).strip(), value * scale, kind, step * scale))
+        found.append(StatedNumber(match.group(0).strip(), value * scale, kind, step * scale,
+                                  currency=bool(match.group("currency"))))
     for match in _WORD.finditer(text):
         word = match.group(1).lower()
         if word in _WORDS:

@@ -1,0 +1,202 @@
+"""The fact catalogue: every figure an insight may cite, computed in code over the full data and the validated
+labels, each with a stable id, the entity it is about, a value and a unit.
+
+Rankings are facts (``rank:companies_by_open_pipeline:1`` is the company with the most open pipeline), so a
+superlative can be checked; a share names its numerator and denominator, so it can be recomputed. Ids are built
+from the grouping keys of ``shared.taxonomy``, so the same company or stage has the same id in every run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
+
+import polars as pl
+
+from shared.contracts import EntityKind, Fact, FactCatalogue, Facts, FactUnit, NamedEntity
+from shared.taxonomy import OPEN_STAGES, company_key, stage_key, stage_name, text_key
+
+RANKED = 3  # places kept per ranking
+PROMPT_COMPANIES = 5  # companies whose facts the model is shown (the catalogue holds every company)
+
+
+def _fact(fact_id: str, label: str, value: Decimal | int | None, unit: FactUnit, kind: EntityKind = "run",
+          entity: str | None = None, parts: Iterable[str] = ()) -> Fact | None:
+    if value is None:
+        return None
+    return Fact(id=fact_id, label=label, entity_kind=kind, entity=entity, value=Decimal(value), unit=unit,
+                parts=list(parts))
+
+
+def _share(fact_id: str, label: str, part: Fact | None, whole: Fact | None, kind: EntityKind = "run",
+           entity: str | None = None) -> Fact | None:
+    if part is None or whole is None or not whole.value:
+        return None
+    value = (100 * part.value / whole.value).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return _fact(fact_id, label, value, "percent", kind, entity, (part.id, whole.id))
+
+
+def _money(value: object) -> Decimal:
+    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
+
+
+class CatalogueBuilder:
+    def __init__(self) -> None:
+        self.facts: dict[str, Fact] = {}
+
+    def add(self, *facts: Fact | None) -> None:
+        for fact in facts:
+            if fact is not None:
+                self.facts[fact.id] = fact
+
+    def get(self, fact_id: str) -> Fact | None:
+        return self.facts.get(fact_id)
+
+    def ranking(self, name: str, label: str, rows: list[tuple[str, Decimal]], unit: FactUnit,
+                kind: EntityKind) -> None:
+        """Places 1..RANKED of ``rows`` (entity, value), largest first, ties by name; a zero value is not ranked."""
+        ordered = sorted((row for row in rows if row[1] > 0), key=lambda row: (-row[1], text_key(row[0])))
+        for place, (entity, value) in enumerate(ordered[:RANKED], start=1):
+            self.add(_fact(f"rank:{name}:{place}", f"{'top' if place == 1 else f'#{place}'} {label}: {entity}",
+                           value, unit, kind, entity))
+
+
+def build_catalogue(facts: Facts, contacts: pl.DataFrame, deals: pl.DataFrame, labels: pl.DataFrame,
+                    risks: pl.DataFrame) -> tuple[FactCatalogue, list[str]]:
+    """The catalogue and the ids of the facts worth showing the model (the rest are checkable, not shown).
+
+    ``contacts``: id, company, title; ``deals``: id, name, stage, amount, contact_id; ``labels``: the validated
+    contact labels (id, seniority, department, decision_maker); ``risks``: the validated risks (id, risk)."""
+    c, o = facts.contacts, facts.opportunities
+    b = CatalogueBuilder()
+    b.add(
+        _fact("contacts", "contacts in the export", c.total_contacts, "count"),
+        _fact("companies", "distinct companies", c.unique_companies, "count"),
+        _fact("titles", "distinct job titles", c.unique_titles, "count"),
+        _fact("missing_titles", "contacts without a title", c.missing_titles, "count"),
+        _fact("duplicate_names", "contacts whose name appears twice", c.duplicate_names, "count"),
+        _fact("opportunities", "opportunities in the export", o.total_opportunities, "count"),
+        _fact("total_value", "value of all opportunities, open and closed", o.total_value, "usd"),
+        _fact("open_opportunities", "open opportunities (not closed)", o.open_opportunities, "count"),
+        _fact("open_pipeline_value", "open pipeline value (not closed)", o.open_pipeline_value, "usd"),
+        _fact("won_deals", "deals won", o.won_count, "count"),
+        _fact("won_value", "value won", o.won_value, "usd"),
+        _fact("lost_deals", "deals lost", o.lost_count, "count"),
+        _fact("lost_value", "value lost", o.lost_value, "usd"),
+        _fact("win_rate_by_value", "win rate by value: won / (won + lost)", o.win_rate_by_value_pct, "percent"),
+        _fact("win_rate_by_count", "win rate by count: won / (won + lost) deals", o.win_rate_by_count_pct,
+              "percent"),
+        _fact("average_deal_value", "average opportunity value", o.average_deal_value, "usd"),
+        _fact("unknown_contact_deals", "opportunities whose contact is not in the export", o.orphan_opportunities,
+              "count"),
+        _fact("stage_spelling_variants", "stages written in more than one way", o.stage_spelling_variants,
+              "count"),
+    )
+
+    # validated labels, joined to the data
+    people = contacts.join(labels, on="id", how="inner").with_columns(
+        pl.col("company").map_elements(company_key, return_dtype=pl.String).alias("company_key"))
+    names = {row["company_key"]: row["company"] for row in people.group_by("company_key").agg(
+        pl.col("company").mode().sort().first()).to_dicts()}
+    b.add(
+        _fact("labelled_contacts", "contacts with validated labels", people.height, "count"),
+        _fact("decision_makers", "decision makers", int(people.get_column("decision_maker").sum()), "count"),
+    )
+    b.add(_share("decision_maker_share", "decision makers as a share of labelled contacts",
+                 b.get("decision_makers"), b.get("labelled_contacts")))
+    for column, kind in (("seniority", "seniority"), ("department", "department")):
+        counts = people.group_by(column).len().to_dicts()
+        for row in counts:
+            b.add(_fact(f"{kind}:{row[column]}:contacts", f"contacts of {kind} {row[column]}", row["len"], "count",
+                        kind, row[column]))  # type: ignore[arg-type]
+        b.ranking(f"{kind}_by_contacts", f"{kind} by contacts", [(r[column], Decimal(r["len"])) for r in counts],
+                  "count", kind)  # type: ignore[arg-type]
+
+    # deals, through their contact's company
+    deals = deals.with_columns(pl.col("stage").map_elements(stage_key, return_dtype=pl.String).alias("stage_key"))
+    owned = deals.join(people.select(pl.col("id").alias("contact_id"), "company_key"), on="contact_id", how="left")
+    per_company = people.filter(pl.col("company_key") != "").group_by("company_key").agg(
+        pl.len().alias("contacts"), pl.col("decision_maker").sum().alias("decision_makers"),
+        (pl.col("seniority") == "executive").sum().alias("executives"),
+        pl.col("seniority").is_in(["executive", "senior"]).sum().alias("senior_or_above"),
+    )
+    money = owned.filter(pl.col("company_key").is_not_null()).group_by("company_key").agg(
+        pl.col("amount").filter(pl.col("stage_key").is_in(list(OPEN_STAGES))).sum().alias("open_pipeline"),
+        pl.col("amount").filter(pl.col("stage_key") == "closed won").sum().alias("won"),
+        pl.col("stage_key").is_in(list(OPEN_STAGES)).sum().alias("open_deals"),
+    )
+    rows = per_company.join(money, on="company_key", how="left").to_dicts()
+    for row in rows:
+        name = names.get(row["company_key"], row["company_key"])
+        prefix = f"company:{row['company_key']}"
+        b.add(
+            _fact(f"{prefix}:contacts", f"contacts at {name}", row["contacts"], "count", "company", name),
+            _fact(f"{prefix}:decision_makers", f"decision makers at {name}", row["decision_makers"], "count",
+                  "company", name),
+            _fact(f"{prefix}:executives", f"executives at {name}", row["executives"], "count", "company", name),
+            _fact(f"{prefix}:senior_or_above", f"senior or executive contacts at {name}", row["senior_or_above"],
+                  "count", "company", name),
+            _fact(f"{prefix}:open_deals", f"open deals of {name}'s contacts", row["open_deals"] or 0, "count",
+                  "company", name),
+            _fact(f"{prefix}:open_pipeline_value", f"open pipeline of {name}'s contacts",
+                  _money(row["open_pipeline"]), "usd", "company", name),
+            _fact(f"{prefix}:won_value", f"value won with {name}'s contacts", _money(row["won"]), "usd", "company",
+                  name),
+        )
+        b.add(_share(f"{prefix}:share_of_open_pipeline", f"{name}'s share of the open pipeline",
+                     b.get(f"{prefix}:open_pipeline_value"), b.get("open_pipeline_value"), "company", name))
+    for name, column, unit in (("contacts", "contacts", "count"), ("decision_makers", "decision_makers", "count"),
+                               ("open_pipeline", "open_pipeline", "usd"), ("won_value", "won", "usd")):
+        b.ranking(f"companies_by_{name}", f"company by {name.replace('_', ' ')}",
+                  [(names.get(r["company_key"], r["company_key"]), _money(r[column]) if unit == "usd"
+                    else Decimal(r[column] or 0)) for r in rows], unit, "company")  # type: ignore[arg-type]
+
+    for item in o.stage_breakdown:
+        key = stage_key(item.stage)
+        b.add(_fact(f"stage:{key}:deals", f"deals in {item.stage}", item.count, "count", "stage", item.stage),
+              _fact(f"stage:{key}:value", f"value in {item.stage}", item.value, "usd", "stage", item.stage))
+    b.ranking("stages_by_value", "stage by value", [(i.stage, i.value) for i in o.stage_breakdown], "usd", "stage")
+    b.ranking("stages_by_deals", "stage by deals", [(i.stage, Decimal(i.count)) for i in o.stage_breakdown],
+              "count", "stage")
+
+    assessed = deals.join(risks, on="id", how="inner")
+    open_assessed = assessed.filter(pl.col("stage_key").is_in(list(OPEN_STAGES)))
+    for level in ("low", "medium", "high"):
+        subset = open_assessed.filter(pl.col("risk") == level)
+        b.add(_fact(f"risk:{level}:deals", f"open deals at {level} risk", subset.height, "count", "risk", level),
+              _fact(f"risk:{level}:value", f"open value at {level} risk", _money(subset.get_column("amount").sum()),
+                    "usd", "risk", level))
+    b.add(_share("risk:high:share_of_open_pipeline", "high-risk share of the open pipeline", b.get("risk:high:value"),
+                 b.get("open_pipeline_value"), "risk", "high"))
+    riskiest = open_assessed.filter(pl.col("risk") == "high").sort(["amount", "id"], descending=[True, False])
+    for row in riskiest.head(RANKED).to_dicts():
+        b.add(_fact(f"deal:{row['id']}:amount", f"amount of deal {row['id']} {row['name']} ({stage_name(row['stage'])},"
+                    " high risk)", _money(row["amount"]), "usd", "deal", str(row["id"])))
+    b.ranking("open_deals_by_amount", "open deal by amount",
+              [(str(r["id"]), _money(r["amount"])) for r in deals.filter(
+                  pl.col("stage_key").is_in(list(OPEN_STAGES))).to_dicts()], "usd", "deal")
+
+    entities = [NamedEntity(kind="company", name=name, refers_to=name) for name in sorted(set(names.values()))
+                if name]
+    for written in sorted(set(deals.get_column("stage").to_list())):
+        entities += [NamedEntity(kind="stage", name=n, refers_to=stage_name(written))
+                     for n in sorted({written, stage_name(written)})]
+    for row in deals.select("id", "name").to_dicts():
+        entities.append(NamedEntity(kind="deal", name=str(row["id"]), refers_to=str(row["id"])))
+        if row["name"]:
+            entities.append(NamedEntity(kind="deal", name=str(row["name"]), refers_to=str(row["id"])))
+    catalogue = FactCatalogue(facts=list(b.facts.values()), entities=entities)
+    return catalogue, prompt_facts(catalogue)
+
+
+def prompt_facts(catalogue: FactCatalogue) -> list[str]:
+    """The facts shown to the model: the run's own, the rankings, stages, risk levels, the riskiest deals and the
+    facts of the top companies; a small model writes better from sixty lines than from six hundred."""
+    leaders = {f.entity for f in catalogue.facts if f.id.startswith("rank:companies_by_") and f.id.endswith(":1")}
+    shown_per_company = (":contacts", ":decision_makers", ":open_pipeline_value", ":won_value",
+                         ":share_of_open_pipeline")
+    return [
+        fact.id for fact in catalogue.facts
+        if fact.entity_kind != "company" or fact.id.startswith("rank:")
+        or (fact.entity in leaders and fact.id.endswith(shown_per_company))
+    ][:120]

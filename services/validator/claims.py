@@ -1,0 +1,138 @@
+"""The deterministic layer for insights: every claim must be proved by the facts it cites, or it is rejected.
+
+It fails closed. Every number in an insight's text must be the value of a fact it cites (as its writer rounded
+it), or a share or multiple recomputed from two of them; every company, stage or deal it names must be what one
+of its facts is about; a superlative needs a ranking fact, about the entity the text crowns. A number or a name
+bound to nothing rejects the insight, and the reason says which fact would have supported it, if any does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from itertools import permutations
+
+from services.validator.numbers import StatedNumber, numbers_in
+from shared.contracts import Fact, FactCatalogue, FailedCheck, Insight, InsightsOutput, NamedEntity
+from shared.taxonomy import text_key
+
+SUPERLATIVE = re.compile(
+    r"\b(most|largest|biggest|highest|top|leading|leads|lowest|least|fewest|smallest|greatest|best|worst)\b",
+    re.IGNORECASE,
+)
+SUGGESTIONS = 2
+
+
+def _mentions(text: str, name: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(text_key(name))}(?![\w-])", text_key(text)) is not None
+
+
+def entities_in(text: str, entities: Sequence[NamedEntity]) -> list[NamedEntity]:
+    """The entities a text names, longest names first, each at most once (a name inside a longer one that was
+    found is not counted again: 'Renewal 19' does not also name the stage 'Renewal')."""
+    found: list[NamedEntity] = []
+    remaining = text_key(text)
+    for entity in sorted(entities, key=lambda e: -len(e.name)):
+        if entity.name and _mentions(remaining, entity.name):
+            found.append(entity)
+            remaining = re.sub(rf"(?<![\w-]){re.escape(text_key(entity.name))}(?![\w-])", " ", remaining)
+    return found
+
+
+def without_names(text: str, named: Sequence[NamedEntity]) -> str:
+    """The text with the entities it names taken out, so that 'Renewal 19' or deal 5003 is not read as a number."""
+    stripped = text_key(text)
+    for entity in sorted(named, key=lambda e: -len(e.name)):
+        stripped = re.sub(rf"(?<![\w-]){re.escape(text_key(entity.name))}(?![\w-])", " ", stripped)
+    return stripped
+
+
+def _unit_fits(number: StatedNumber, fact: Fact) -> bool:
+    if number.kind == "percent":
+        return fact.unit == "percent"
+    if number.kind == "multiple":
+        return False
+    return fact.unit == "usd" if number.currency else fact.unit in ("count", "usd")
+
+
+def bound(number: StatedNumber, cited: Sequence[Fact]) -> bool:
+    """Whether the cited facts show this number: one of them states it, or, for a share or a multiple, it is
+    recomputed from two of them in the same unit."""
+    if any(_unit_fits(number, fact) and number.states(fact.value) for fact in cited):
+        return True
+    if number.kind in ("percent", "multiple"):
+        for part, whole in permutations(cited, 2):
+            if part.unit != whole.unit or part.unit == "percent" or not whole.value:
+                continue
+            ratio = part.value / whole.value
+            if number.states(100 * ratio if number.kind == "percent" else ratio):
+                return True
+    return False
+
+
+def _supporting(number: StatedNumber, catalogue: FactCatalogue) -> list[str]:
+    return [f.id for f in catalogue.facts if _unit_fits(number, f) and number.states(f.value)][:SUGGESTIONS]
+
+
+def _about(entity: NamedEntity, catalogue: FactCatalogue) -> list[str]:
+    key = text_key(entity.refers_to)
+    matching = [f.id for f in catalogue.facts if f.entity is not None and text_key(f.entity) == key]
+    return sorted(matching, key=lambda i: (not i.startswith("rank:"), i))[:SUGGESTIONS]
+
+
+def check_insight(number: int, insight: Insight, catalogue: FactCatalogue,
+                  facts: dict[str, Fact]) -> list[FailedCheck]:
+    where = f"insight {number}"
+    failures: list[FailedCheck] = []
+
+    def fail(check: str, reason: str) -> None:
+        failures.append(FailedCheck(check=check, record_id=str(number), reason=f"{where} {reason}"[:300]))
+
+    cited = [facts[i] for i in insight.facts if i in facts]
+    for unknown in (i for i in insight.facts if i not in facts):
+        fail("unknown_fact", f"cites {unknown!r}, which is not a fact; cite ids from FACTS")
+    if not insight.facts:
+        fail("no_facts", "cites no fact; every insight rests on at least one")
+    text = f"{insight.title}. {insight.text}"
+    about = {text_key(f.entity) for f in cited if f.entity}
+    named = entities_in(text, catalogue.entities)
+    for entity in named:
+        if text_key(entity.refers_to) not in about:
+            hint = _about(entity, catalogue)
+            fail("unbound_entity", f"names {entity.kind} {entity.name!r}, but none of its facts is about it"
+                 + (f"; cite {' or '.join(hint)}" if hint else "; no fact is about it, leave it out"))
+    if insight.entity and text_key(insight.entity) not in about:
+        fail("unbound_entity", f"is about {insight.entity!r}, but none of its facts is")
+    for stated in numbers_in(without_names(text, named)):
+        if not bound(stated, cited):
+            hint = _supporting(stated, catalogue)
+            fail("unbound_number", f"states {stated.text}, which none of its facts shows"
+                 + (f"; {' or '.join(hint)} would" if hint else "; no fact shows it, leave it out"))
+    superlative = SUPERLATIVE.search(text)
+    ranks = [f for f in cited if f.id.startswith("rank:")]
+    if (superlative or insight.kind == "ranking") and not ranks:
+        word = superlative.group(0) if superlative else "a ranking"
+        fail("unsupported_superlative", f"claims {word!r} but cites no rank: fact; cite the ranking that shows it")
+    elif superlative and ranks:
+        crowned = {text_key(f.entity) for f in ranks if f.entity}
+        contenders = [e for e in named if e.kind in {f.entity_kind for f in ranks}]
+        if contenders and not any(text_key(e.refers_to) in crowned for e in contenders):
+            fail("superlative_entity", f"says {contenders[0].name!r} is {superlative.group(0)!r}, but its ranking "
+                 f"shows {', '.join(sorted(f.entity or '' for f in ranks))}")
+    if insight.kind == "comparison" and len(cited) < 2:
+        fail("comparison_needs_two_facts", "is a comparison but cites fewer than two facts")
+    if insight.kind == "share" and not any(n.kind == "percent" for n in numbers_in(text)):
+        fail("share_without_percent", "is a share but states no percentage")
+    return failures
+
+
+def check_insights(catalogue: FactCatalogue, output: InsightsOutput) -> list[FailedCheck]:
+    facts = {fact.id: fact for fact in catalogue.facts}
+    failures = [f for n, insight in enumerate(output.insights, 1)
+                for f in check_insight(n, insight, catalogue, facts)]
+    titles = [text_key(i.title) for i in output.insights]
+    for n, title in enumerate(titles, 1):
+        if title in titles[:n - 1]:
+            failures.append(FailedCheck(check="duplicate_insight", record_id=str(n),
+                                        reason=f"insight {n} repeats the title of an earlier one; say something new"))
+    return failures

@@ -1,0 +1,163 @@
+"""Insights as proof-carrying claims: the fact catalogue, and each claim check with a true claim and its false
+twins (a wrong number, another unit, a wrong entity, a superlative without its ranking, a share that does not add
+up, a name no fact is about)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import polars as pl
+import pytest
+
+from services.analyzer.catalogue import build_catalogue
+from services.validator.claims import check_insights
+from services.validator.numbers import numbers_in
+from shared.contracts import (
+    ClaimKind,
+    ContactFacts,
+    FactCatalogue,
+    Facts,
+    Insight,
+    InsightsOutput,
+    OpportunityFacts,
+    StageItem,
+)
+
+FACTS = Facts(
+    contacts=ContactFacts(total_contacts=6, unique_companies=2, top_company="Acme Corp", top_company_contacts=4,
+                          company_distribution=[], unique_titles=5, missing_titles=0, duplicate_names=0),
+    opportunities=OpportunityFacts(
+        total_opportunities=4, total_value=Decimal("1234567.00"), open_opportunities=3,
+        open_pipeline_value=Decimal("1154567.00"), won_count=1, won_value=Decimal("80000.00"), lost_count=0,
+        lost_value=Decimal("0.00"), win_rate_by_value_pct=Decimal("100.0"), win_rate_by_count_pct=Decimal("100.0"),
+        average_deal_value=Decimal("308641.75"),
+        stage_breakdown=[StageItem(stage="Prospecting", count=2, value=Decimal("1104567.00")),
+                         StageItem(stage="Closed Won", count=1, value=Decimal("80000.00")),
+                         StageItem(stage="Negotiation", count=1, value=Decimal("50000.00"))],
+        orphan_opportunities=0, orphan_opportunity_ids=[]),
+)
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> FactCatalogue:
+    contacts = pl.DataFrame({"id": ["1", "2", "3", "4", "5", "6"],
+                             "company": ["Acme Corp", "Acme Corp", "acme corp", "Acme Corp", "Globex", "Globex"],
+                             "title": ["CEO", "VP Sales", "Engineer", "Engineer", "CTO", "Engineer"]})
+    labels = pl.DataFrame({"id": ["1", "2", "3", "4", "5", "6"],
+                           "seniority": ["executive", "senior", "mid", "mid", "executive", "mid"],
+                           "department": ["executive", "sales", "engineering", "engineering", "engineering",
+                                          "engineering"],
+                           "decision_maker": [True, True, False, False, True, False]})
+    deals = pl.DataFrame({"id": ["5001", "5002", "5003", "5004"],
+                          "name": ["Renewal 19", "Pilot 7", "Platform Deal", "Starter 2"],
+                          "stage": ["Prospecting", "prospecting", "Closed Won", "Negotiation"],
+                          "amount": [Decimal("1000000.00"), Decimal("104567.00"), Decimal("80000.00"),
+                                     Decimal("50000.00")],
+                          "contact_id": ["1", "5", "2", "3"]})
+    risks = pl.DataFrame({"id": ["5001", "5002", "5003", "5004"], "risk": ["high", "high", "low", "medium"]})
+    built, shown = build_catalogue(FACTS, contacts, deals, labels, risks)
+    assert set(shown) <= {f.id for f in built.facts}
+    return built
+
+
+def fact(catalogue: FactCatalogue, fact_id: str) -> Decimal:
+    [found] = [f for f in catalogue.facts if f.id == fact_id]
+    return found.value
+
+
+def test_the_catalogue_computes_per_company_per_stage_and_rankings(catalogue: FactCatalogue) -> None:
+    assert fact(catalogue, "company:acme corp:contacts") == 4  # 'acme corp' and 'Acme Corp' are one company
+    assert fact(catalogue, "company:acme corp:decision_makers") == 2
+    # open pipeline through the contact join: 5001 (Acme) and 5004 (Acme) are open; 5002 is Globex's
+    assert fact(catalogue, "company:acme corp:open_pipeline_value") == Decimal("1050000.00")
+    assert fact(catalogue, "company:globex:open_pipeline_value") == Decimal("104567.00")
+    assert fact(catalogue, "company:acme corp:share_of_open_pipeline") == Decimal("90.9")
+    assert [f.entity for f in catalogue.facts if f.id == "rank:companies_by_open_pipeline:1"] == ["Acme Corp"]
+    assert fact(catalogue, "stage:prospecting:deals") == 2
+    assert fact(catalogue, "risk:high:value") == Decimal("1104567.00")
+    assert fact(catalogue, "win_rate_by_value") == Decimal("100.0")
+
+
+def checks_of(catalogue: FactCatalogue, text: str, facts: list[str], kind: ClaimKind = "total",
+              entity: str | None = None) -> list[str]:
+    insight = Insight(title="Finding", text=text, kind=kind, facts=facts, entity=entity)
+    filler = [Insight(title=title, text="Contacts are spread.", kind="total", facts=["contacts"])
+              for title in ("Spread", "Reach")]
+    return [f.check for f in check_insights(catalogue, InsightsOutput(insights=[insight, *filler]))]
+
+
+@pytest.mark.parametrize(
+    ("text", "facts", "kind", "expected"),
+    [
+        # a total, as written and rounded the ways people round
+        ("The open pipeline is $1,154,567.", ["open_pipeline_value"], "total", []),
+        ("The open pipeline is $1.15M.", ["open_pipeline_value"], "total", []),
+        ("The open pipeline is about $1.2M.", ["open_pipeline_value"], "total", []),
+        ("The open pipeline is $1.3M.", ["open_pipeline_value"], "total", ["unbound_number"]),  # wrong number
+        ("The open pipeline is 1,154,567%.", ["open_pipeline_value"], "total", ["unbound_number"]),  # another unit
+        ("The win rate by value is 100%.", ["win_rate_by_value"], "total", []),
+        ("The win rate by value is $100.", ["win_rate_by_value"], "total", ["unbound_number"]),  # another unit
+        ("There are 6 contacts.", ["contacts"], "total", []),
+        ("There are six contacts.", ["contacts"], "total", []),
+        ("There are 7 contacts.", ["contacts"], "total", ["unbound_number"]),
+        ("There are seven contacts.", ["contacts"], "total", ["unbound_number"]),
+        ("There are 6 contacts at 2 companies.", ["contacts"], "total", ["unbound_number"]),  # 2 is not cited
+        ("There are 6 contacts at 2 companies.", ["contacts", "companies"], "comparison", []),
+        # a ranking: the superlative needs the ranking fact, about the company the text crowns
+        ("Acme Corp has the largest open pipeline.", ["rank:companies_by_open_pipeline:1"], "ranking", []),
+        ("Acme Corp has the largest open pipeline.", ["company:acme corp:open_pipeline_value"], "ranking",
+         ["unsupported_superlative"]),
+        ("Globex has the largest open pipeline.", ["rank:companies_by_open_pipeline:1",
+                                                   "company:globex:open_pipeline_value"], "ranking",
+         ["superlative_entity"]),
+        ("Globex has the largest open pipeline.", ["rank:companies_by_open_pipeline:1"], "ranking",
+         ["unbound_entity", "superlative_entity"]),
+        # a share: stated by a share fact, or recomputed from its parts
+        ("Acme Corp holds 90.9% of the open pipeline.", ["company:acme corp:share_of_open_pipeline"], "share", []),
+        ("Acme Corp holds 91% of the open pipeline.", ["company:acme corp:open_pipeline_value",
+                                                       "open_pipeline_value"], "share", []),
+        ("Acme Corp holds 95% of the open pipeline.", ["company:acme corp:open_pipeline_value",
+                                                       "open_pipeline_value"], "share", ["unbound_number"]),
+        ("Acme Corp holds most of the open pipeline.", ["company:acme corp:share_of_open_pipeline"], "share",
+         ["unsupported_superlative", "share_without_percent"]),
+        # names: every company, stage or deal named must be what a cited fact is about
+        ("Deal 5001 Renewal 19 carries $1,000,000 at high risk.", ["deal:5001:amount"], "total", []),
+        ("Deal 5001 Renewal 19 carries $1,000,000 at high risk.", ["risk:high:value"], "total",
+         ["unbound_entity", "unbound_entity", "unbound_number"]),
+        ("Deal 5002 carries $1,000,000 at high risk.", ["deal:5001:amount"], "total", ["unbound_entity"]),
+        ("Prospecting holds $1.1M.", ["stage:prospecting:value"], "total", []),
+        ("Negotiation holds $1.1M.", ["stage:prospecting:value"], "total", ["unbound_entity"]),
+        ("Litware Group has 5 titles.", ["titles"], "total", []),  # not a company in this export: not a name
+        ("Globex has 5 distinct titles.", ["titles"], "total", ["unbound_entity"]),
+    ],
+)
+def test_claims(catalogue: FactCatalogue, text: str, facts: list[str], kind: ClaimKind,
+                expected: list[str]) -> None:
+    assert checks_of(catalogue, text, facts, kind) == expected
+
+
+def test_a_reason_names_the_fact_that_would_support_the_number(catalogue: FactCatalogue) -> None:
+    insight = Insight(title="Titles", text="Acme Corp has 5 titles.", kind="total",
+                      facts=["company:acme corp:contacts"], entity="Acme Corp")
+    filler = Insight(title="Other", text="Contacts are spread.", kind="total", facts=["contacts"])
+    [failure] = check_insights(catalogue, InsightsOutput(insights=[insight, filler, filler.model_copy(
+        update={"title": "Third"})]))
+    assert failure.reason == "insight 1 states 5, which none of its facts shows; titles would"
+
+
+def test_unknown_facts_and_repeated_titles_are_rejected(catalogue: FactCatalogue) -> None:
+    insight = Insight(title="Churn", text="Churn is low.", kind="total", facts=["churn_rate"])
+    failures = check_insights(catalogue, InsightsOutput(insights=[insight, insight, insight]))
+    assert [f.check for f in failures][:2] == ["unknown_fact", "unknown_fact"]
+    assert "duplicate_insight" in [f.check for f in failures]
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "stated"),
+    [("$1.2M", "1234567", True), ("$1.3M", "1234567", False), ("35%", "34.6", True), ("36%", "34.6", False),
+     ("4,200", "4200", True), ("4,200", "4201", False), ("$155k", "155000", True), ("half", "48", True),
+     ("half", "40", False), ("3x", "3.04", True), ("18.0", "18", True), ("18.0", "18.2", False)],
+)
+def test_numbers_as_people_write_them(text: str, value: str, stated: bool) -> None:
+    [number] = numbers_in(text)
+    assert number.states(Decimal(value)) is stated
