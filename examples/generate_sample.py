@@ -1,7 +1,8 @@
 """Write a realistic, deterministic CRM export: about 200 contacts at about 40 companies and 120 opportunities.
 
 It is messy the way real exports are: blank titles, the same person twice under two ids, odd capitalisation,
-titles written five ways, and opportunities that point at contacts that are not in the export.
+titles written five ways, and opportunities that point at contacts that are not in the export. Beside it goes
+``ground_truth_contacts.csv``: each contact's labels, from a table labelled by hand (``TITLE_LABELS``).
 
     uv run python examples/generate_sample.py [OUT_DIR] [--contacts N] [--opportunities N] [--seed N]
 """
@@ -38,6 +39,31 @@ TITLES = [
     ("Operations Coordinator", 2), ("Marketing Intern", 2), ("Engineering Intern", 2), ("Junior Developer", 3),
     ("Executive Assistant", 1), ("ceo", 1), ("vp sales", 1), ("SR. SOFTWARE ENGINEER", 1), ("", 9),
 ]
+# Ground truth, labelled by hand for every title above (seniority, department, decision maker) and written beside
+# the data. It is kept apart from the validator's taxonomy on purpose: the gate evaluation measures the rules and
+# the models against it, so it must not be derived from them.
+TITLE_LABELS: dict[str, tuple[str, str, bool]] = {
+    "CEO": ("executive", "executive", True), "Chief Executive Officer": ("executive", "executive", True),
+    "Founder & CEO": ("executive", "executive", True), "Co-Founder": ("executive", "executive", True),
+    "CTO": ("executive", "engineering", True), "Chief Technology Officer": ("executive", "engineering", True),
+    "CFO": ("executive", "finance", True), "COO": ("executive", "operations", True),
+    "President": ("executive", "executive", True), "VP Sales": ("senior", "sales", True),
+    "VP of Engineering": ("senior", "engineering", True), "Vice President, Marketing": ("senior", "marketing", True),
+    "Head of Data": ("senior", "engineering", True), "Head of Eng": ("senior", "engineering", True),
+    "Director of Finance": ("senior", "finance", True), "Sales Director": ("senior", "sales", True),
+    "Engineering Manager": ("mid", "engineering", False), "Product Manager": ("mid", "product", False),
+    "Marketing Manager": ("mid", "marketing", False), "Office Manager": ("mid", "operations", False),
+    "Account Executive": ("mid", "sales", False), "Senior Software Engineer": ("senior", "engineering", False),
+    "Software Engineer": ("mid", "engineering", False), "Developer": ("mid", "engineering", False),
+    "Data Analyst": ("mid", "engineering", False), "HR Generalist": ("mid", "hr", False),
+    "Recruiter": ("mid", "hr", False), "Sales Development Rep": ("junior", "sales", False),
+    "Customer Success Manager": ("mid", "support", False), "Financial Analyst": ("mid", "finance", False),
+    "Operations Coordinator": ("junior", "operations", False), "Marketing Intern": ("junior", "marketing", False),
+    "Engineering Intern": ("junior", "engineering", False), "Junior Developer": ("junior", "engineering", False),
+    "Executive Assistant": ("junior", "operations", False), "ceo": ("executive", "executive", True),
+    "vp sales": ("senior", "sales", True), "SR. SOFTWARE ENGINEER": ("senior", "engineering", False),
+    "": ("unknown", "unknown", False),
+}
 STAGES = [("Prospecting", 20), ("Qualification", 18), ("Proposal", 14), ("Negotiation", 14), ("Closed Won", 22),
           ("Closed Lost", 12)]
 DEALS = ["Enterprise Deal", "Starter Package", "Platform Expansion", "Analytics Add-on", "Renewal", "Pilot",
@@ -86,6 +112,12 @@ def generate(out: Path, contacts: int = 200, opportunities: int = 120, companies
         writer = csv.DictWriter(handle, fieldnames=["id", "name", "company", "title", "created_date"])
         writer.writeheader()
         writer.writerows(rows)
+    with (out / "ground_truth_contacts.csv").open("w", newline="") as handle:
+        truth = csv.writer(handle)
+        truth.writerow(["id", "seniority", "department", "decision_maker"])
+        for row in rows:
+            seniority, department, decides = TITLE_LABELS[row["title"]]
+            truth.writerow([row["id"], seniority, department, str(decides).lower()])
     ids = [row["id"] for row in rows]
     with (out / "crm_opportunities.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)

@@ -47,7 +47,7 @@ def test_model_is_joined_in_order_and_a_corrupt_cache_is_replaced(tmp_path: Path
 
 def test_sample_generator_reproduces_the_committed_sample(tmp_path: Path) -> None:
     generate(tmp_path)
-    for name in ("crm_contacts.csv", "crm_opportunities.csv"):
+    for name in ("crm_contacts.csv", "crm_opportunities.csv", "ground_truth_contacts.csv"):
         assert (tmp_path / name).read_text() == (ROOT / "examples" / "data" / "sample" / name).read_text()
     contacts = (tmp_path / "crm_contacts.csv").read_text().splitlines()
     assert len(contacts) == 201 and any(line.endswith(",,2023-01-01") or ",," in line for line in contacts)

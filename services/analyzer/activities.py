@@ -193,7 +193,7 @@ class AnalyzerActivities:
             prompt=agents.insights_prompt(facts, task.feedback),
             request_schema=agents.insights_request_schema([f.id for f in facts]),
             answer_type=agents.InsightAnswers,
-            max_tokens=900,
+            max_tokens=640,
         )
         parsed, error = answer.value, answer.schema_error
         output = (

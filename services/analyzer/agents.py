@@ -127,15 +127,15 @@ def _id_list(ids: Sequence[str]) -> Any:
 def insights_request_schema(fact_ids: Sequence[str]) -> type[BaseModel]:
     insight = create_model(
         "Insight",
-        title=(_text(80), ...),
-        text=(_text(240), ...),
+        title=(_text(60), ...),
+        text=(_text(200), ...),
         kind=(ClaimKind, ...),
         facts=(_id_list(fact_ids), ...),
         entity=(Annotated[str, Field(max_length=60)] | None, ...),
     )
     return create_model(
         "InsightAnswers",
-        insights=(Annotated[list[insight], Field(min_length=3, max_length=5)], ...),
+        insights=(Annotated[list[insight], Field(min_length=3, max_length=4)], ...),
     )
 
 
@@ -190,7 +190,7 @@ For every opportunity give:
 Answer every id exactly once, only the ids given. Reply with JSON only."""
 
 INSIGHTS_INSTRUCTIONS = """You write findings for a CRM report from FACTS computed in code (one per line:
-id | what it is | value). Write 3 to 5 insights. Each insight:
+id | what it is | value). Write 3 or 4 insights. Each insight:
 - facts: the ids of the 1 to 3 facts it rests on.
 - text: one or two sentences. Every number in it must be the value of a fact it cites, written as is or rounded
   (52,000 or $52k; 35.4% or 35%). Name a company, stage or deal only if a fact it cites is about it.

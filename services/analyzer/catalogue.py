@@ -189,14 +189,20 @@ def build_catalogue(facts: Facts, contacts: pl.DataFrame, deals: pl.DataFrame, l
     return catalogue, prompt_facts(catalogue)
 
 
+PROMPT_RUN_FACTS = (
+    "contacts", "companies", "opportunities", "total_value", "open_opportunities", "open_pipeline_value",
+    "won_value", "lost_value", "win_rate_by_value", "win_rate_by_count", "average_deal_value", "decision_makers",
+    "unknown_contact_deals", "risk:high:deals", "risk:high:value", "risk:high:share_of_open_pipeline",
+)
+
+
 def prompt_facts(catalogue: FactCatalogue) -> list[str]:
-    """The facts shown to the model: the run's own, the rankings, stages, risk levels, the riskiest deals and the
-    facts of the top companies; a small model writes better from sixty lines than from six hundred."""
-    leaders = {f.entity for f in catalogue.facts if f.id.startswith("rank:companies_by_") and f.id.endswith(":1")}
-    shown_per_company = (":contacts", ":decision_makers", ":open_pipeline_value", ":won_value",
-                         ":share_of_open_pipeline")
-    return [
-        fact.id for fact in catalogue.facts
-        if fact.entity_kind != "company" or fact.id.startswith("rank:")
-        or (fact.entity in leaders and fact.id.endswith(shown_per_company))
-    ][:120]
+    """The facts shown to the model: the run's headline figures, every first place of a ranking, and the leading
+    company's share of the open pipeline. Some thirty lines: a small model on two cores reads 40 tokens a second,
+    and writes better from thirty lines than from three hundred. The rest stay checkable."""
+    ids = {fact.id for fact in catalogue.facts}
+    leader = next((f.entity for f in catalogue.facts if f.id == "rank:companies_by_open_pipeline:1"), None)
+    chosen = [i for i in PROMPT_RUN_FACTS if i in ids]
+    chosen += [f.id for f in catalogue.facts if f.id.startswith("rank:") and f.id.endswith(":1")]
+    chosen += [f.id for f in catalogue.facts if f.entity == leader and f.id.endswith(":share_of_open_pipeline")]
+    return chosen
