@@ -105,6 +105,7 @@ class DevStack:
     state_dir: Path = Path(".tollgate")
     extra_env: dict[str, str] = field(default_factory=dict)
     out: IO[str] = sys.stdout
+    echo: bool = True  # service lines on ``out`` as well as in their log files
     children: list[Child] = field(default_factory=list)
     _lock: IO[str] | None = None
     _print: threading.Lock = field(default_factory=threading.Lock)
@@ -198,14 +199,24 @@ class DevStack:
         with self._print:
             print(f"tollgate dev | {message}", file=self.out, flush=True)
 
+    @property
+    def log_dir(self) -> Path:
+        """Where every service's output is kept, one file per service (``.tollgate/logs/analyzer.log`` …)."""
+        return self.state_dir / "logs"
+
     def _pump(self, child: Child, stream: IO[str], color: str) -> None:
         prefix = f"\033[{color}m{child.name:<13}|\033[0m " if self.out.isatty() else f"{child.name:<13}| "
-        for line in stream:
-            if child.ready_line is not None and child.ready_line in line:
-                child.seen_ready.set()
-            with self._print:
-                self.out.write(prefix + line if line.endswith("\n") else prefix + line + "\n")
-                self.out.flush()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with (self.log_dir / f"{child.name}.log").open("a") as log:
+            for line in stream:
+                if child.ready_line is not None and child.ready_line in line:
+                    child.seen_ready.set()
+                log.write(line if line.endswith("\n") else line + "\n")
+                log.flush()
+                if self.echo:
+                    with self._print:
+                        self.out.write(prefix + line if line.endswith("\n") else prefix + line + "\n")
+                        self.out.flush()
 
     def _spawn(self, child: Child, env: dict[str, str], color: str) -> None:
         child.process = subprocess.Popen(

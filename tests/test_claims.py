@@ -125,6 +125,8 @@ def checks_of(catalogue: FactCatalogue, text: str, facts: list[str], kind: Claim
         ("Deal 5001 Renewal 19 carries $1,000,000 at high risk.", ["risk:high:value"], "total",
          ["unbound_entity", "unbound_entity", "unbound_number"]),
         ("Deal 5002 carries $1,000,000 at high risk.", ["deal:5001:amount"], "total", ["unbound_entity"]),
+        ("Opportunity #5002 carries $1,000,000.", ["deal:5001:amount"], "total", ["unbound_entity"]),
+        ("There are 5001 contacts.", ["contacts"], "total", ["unbound_number"]),  # a bare number is a number
         ("Prospecting holds $1.1M.", ["stage:prospecting:value"], "total", []),
         ("Negotiation holds $1.1M.", ["stage:prospecting:value"], "total", ["unbound_entity"]),
         ("Litware Group has 5 titles.", ["titles"], "total", []),  # not a company in this export: not a name

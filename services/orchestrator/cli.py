@@ -278,6 +278,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--opportunities", type=int, default=DEMO_OPPORTUNITIES,
                       help="opportunities of the sample to analyze")
     demo.add_argument("--keep", action="store_true", help="leave the stack up afterwards, for the UI")
+    demo.add_argument("--verbose", action="store_true", help="show the services' log lines here too (they are "
+                      "always written to .tollgate/logs/)")
     return root
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import csv
 import signal
 import threading
 import time
@@ -40,12 +42,24 @@ def run_dev_command(args: argparse.Namespace, settings: Settings) -> int:
     return run_dev(settings, args.analyzers, args.validators)
 
 
-def slice_csv(source: Path, target: Path, rows: int) -> int:
-    """The header and the first ``rows`` data lines of ``source``; returns how many there were in all."""
-    lines = source.read_text().splitlines()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n".join(lines[: rows + 1]) + "\n")
-    return len(lines) - 1
+def slice_export(folder: Path, target: Path, contacts: int, opportunities: int) -> tuple[int, int, int, int]:
+    """A consistent slice of an export: its first ``contacts`` contacts and up to ``opportunities`` of the
+    opportunities whose contact is among them (a slice that kept the deals of contacts it dropped would report most
+    deals as having an unknown contact). Returns the contacts and opportunities kept, and how many there were."""
+    with (folder / "crm_contacts.csv").open(newline="") as handle:
+        contact_rows = list(csv.reader(handle))
+    with (folder / "crm_opportunities.csv").open(newline="") as handle:
+        deal_rows = list(csv.reader(handle))
+    kept_contacts = contact_rows[1:contacts + 1]
+    ids = {row[contact_rows[0].index("id")] for row in kept_contacts}
+    owner = deal_rows[0].index("contact_id")
+    kept_deals = [row for row in deal_rows[1:] if row[owner] in ids][:opportunities]
+    target.mkdir(parents=True, exist_ok=True)
+    for name, header, rows in (("crm_contacts.csv", contact_rows[0], kept_contacts),
+                               ("crm_opportunities.csv", deal_rows[0], kept_deals)):
+        with (target / name).open("w", newline="") as handle:
+            csv.writer(handle).writerows([header, *rows])
+    return len(kept_contacts), len(kept_deals), len(contact_rows) - 1, len(deal_rows) - 1
 
 
 async def _run_and_follow(settings: Settings, contacts: Path, opportunities: Path, run_id: str,
@@ -64,28 +78,55 @@ async def _run_and_follow(settings: Settings, contacts: Path, opportunities: Pat
     return await result
 
 
+def _closing(settings: Settings, result: RunResult, elapsed: float) -> list[str]:
+    """The report, then one line of what the run measured (and, on the sample, how right its labels were)."""
+    report_path = Path(settings.artifact_root).resolve() / result.report_markdown.key
+    report = result.report
+    layers = ", ".join(f"{x.layer} {x.rejections}" for x in report.gates.rejections_by_layer)
+    lines = [report_path.read_text(), (
+        f"measured: {elapsed:.0f} s for the run; {report.usage.calls} LLM calls, {report.usage.input_tokens:,} "
+        f"tokens in, {report.usage.output_tokens:,} out; rejections by layer: {layers}; "
+        f"{report.gates.steps_fixed_by_retry} steps fixed by a retry")]
+    with contextlib.suppress(ImportError):  # the gate benchmark ships with the repository, not the wheel
+        from benchmarks.gates import accuracy, ground_truth
+
+        scored = accuracy(Path(settings.artifact_root).resolve() / report.enrichments.key, ground_truth())
+        if scored["contacts"]:
+            lines.append(
+                f"labels against the sample's hand-labelled ground truth ({scored['contacts']} contacts): seniority "
+                f"{scored['seniority']:.0%}, department {scored['department']:.0%}, decision maker "
+                f"{scored['decision_maker']:.0%}")
+    lines.append(f"report: {report_path}")
+    return lines
+
+
+def _show(lines: list[str]) -> None:
+    if lines:
+        print("\n" + "\n".join(lines), flush=True)
+
+
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Start the stack, run a slice of the sample export, print the report, stop (or keep) the stack."""
     settings = settings.model_copy(update=DEMO_SETTINGS)
     state = Path(".tollgate") / "demo"
     contacts, opportunities = state / "crm_contacts.csv", state / "crm_opportunities.csv"
-    all_contacts = slice_csv(SAMPLE / "crm_contacts.csv", contacts, args.contacts)
-    all_opportunities = slice_csv(SAMPLE / "crm_opportunities.csv", opportunities, args.opportunities)
+    kept_contacts, kept_deals, all_contacts, all_deals = slice_export(SAMPLE, state, args.contacts,
+                                                                      args.opportunities)
     # a request may queue behind others at the single model slot: give the client the step's patience
-    stack = DevStack(settings, extra_env={"TOLLGATE_LLM_TIMEOUT_SECONDS": "280"})
+    stack = DevStack(settings, extra_env={"TOLLGATE_LLM_TIMEOUT_SECONDS": "280"}, echo=args.verbose)
     provider = settings.resolved_provider()
     model = settings.local_model if provider == "local" else settings.llm_model or "gpt-4o-mini"
+    whole = kept_contacts == all_contacts and kept_deals == all_deals
     stack.say(
-        f"demo: the first {min(args.contacts, all_contacts)} of {all_contacts} contacts and "
-        f"{min(args.opportunities, all_opportunities)} of {all_opportunities} opportunities of the generated sample "
-        f"({SAMPLE}), with the {provider} model {model}. The full sample is one command away: "
-        f"`tollgate run {SAMPLE / 'crm_contacts.csv'} {SAMPLE / 'crm_opportunities.csv'} --wait` "
-        "against `tollgate dev`."
+        f"demo: {'the whole' if whole else 'a slice of the'} generated sample ({SAMPLE}): {kept_contacts} of "
+        f"{all_contacts} contacts and {kept_deals} of {all_deals} opportunities, with the {provider} model {model}; "
+        f"service logs in {stack.log_dir.resolve()}/ (--verbose shows them here)"
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     code = 0
+    closing: list[str] = []  # the report and the measured line: the last thing on the screen, after shutdown
     try:
         with running(stack):
             stack.say(stack.summary())
@@ -94,26 +135,18 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 result = asyncio.run(_run_and_follow(settings, contacts, opportunities, run_id, stack))
             except WorkflowFailureError as error:
-                stack.say(f"run {run_id} failed: {failure_reason(error)}")
+                closing = [f"run {run_id} failed: {failure_reason(error)}"]
                 code = 1
             else:
-                elapsed = time.monotonic() - started
-                markdown = (Path(settings.artifact_root) / result.report_markdown.key).read_text()
-                report = result.report
-                layers = ", ".join(f"{x.layer} {x.rejections}" for x in report.gates.rejections_by_layer)
-                with stack._print:
-                    print("\n" + markdown, flush=True)
-                stack.say(
-                    f"measured: {elapsed:.0f} s for the run; {report.usage.calls} LLM calls, "
-                    f"{report.usage.input_tokens} tokens in, {report.usage.output_tokens} out; rejections by layer: "
-                    f"{layers}; {report.gates.steps_fixed_by_retry} steps fixed by a retry"
-                )
-                stack.say(f"report: {Path(settings.artifact_root) / result.report_markdown.key}")
+                closing = _closing(settings, result, time.monotonic() - started)
             if args.keep:
+                _show(closing)
+                closing = []
                 stack.say("the stack stays up for the Temporal UI; Ctrl+C stops it")
                 stop.wait()
             stack.say("stopping the stack")
     except DevStackError as error:
         stack.say(f"error: {error}")
         return 1
+    _show(closing)
     return code

@@ -23,8 +23,13 @@ SUPERLATIVE = re.compile(
 SUGGESTIONS = 2
 
 
-def _mentions(text: str, name: str) -> bool:
-    return re.search(rf"(?<![\w-]){re.escape(text_key(name))}(?![\w-])", text_key(text)) is not None
+def _pattern(entity: NamedEntity) -> re.Pattern[str]:
+    """How a text names an entity: its name as a whole phrase; a deal whose id is a bare number only after a word
+    that says it is one ('deal 5003', 'opportunity #12'), so that '3 contacts' does not name deal 3."""
+    name = re.escape(text_key(entity.name))
+    if entity.kind == "deal" and entity.name.isdigit():
+        return re.compile(rf"\b(?:deal|opportunity|opp|id|no\.?|#)\s*#?\s*{name}(?![\w-])")
+    return re.compile(rf"(?<![\w-]){name}(?![\w-])")
 
 
 def entities_in(text: str, entities: Sequence[NamedEntity]) -> list[NamedEntity]:
@@ -33,9 +38,10 @@ def entities_in(text: str, entities: Sequence[NamedEntity]) -> list[NamedEntity]
     found: list[NamedEntity] = []
     remaining = text_key(text)
     for entity in sorted(entities, key=lambda e: -len(e.name)):
-        if entity.name and _mentions(remaining, entity.name):
+        pattern = _pattern(entity)
+        if entity.name and pattern.search(remaining):
             found.append(entity)
-            remaining = re.sub(rf"(?<![\w-]){re.escape(text_key(entity.name))}(?![\w-])", " ", remaining)
+            remaining = pattern.sub(" ", remaining)
     return found
 
 
@@ -43,7 +49,7 @@ def without_names(text: str, named: Sequence[NamedEntity]) -> str:
     """The text with the entities it names taken out, so that 'Renewal 19' or deal 5003 is not read as a number."""
     stripped = text_key(text)
     for entity in sorted(named, key=lambda e: -len(e.name)):
-        stripped = re.sub(rf"(?<![\w-]){re.escape(text_key(entity.name))}(?![\w-])", " ", stripped)
+        stripped = _pattern(entity).sub(" ", stripped)
     return stripped
 
 
