@@ -10,17 +10,29 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LlmProvider = Literal["local", "openai", "openai-compatible"]
 LocalModel = Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
 
 
+# Measured on 2 cores with Qwen2.5-Coder-1.5B (docs/benchmarks.md): a call reads about 40 tokens a second and writes
+# about 10, so one chunk's call takes up to a minute or two, and a second request waits for the first.
+LOCAL_MODEL_SIZING: dict[str, object] = {
+    "max_parallel_chunks": 1,
+    "ai_review_sample": 6,
+    "analysis_timeout_seconds": 300.0,
+    "validation_timeout_seconds": 240.0,
+    "heartbeat_timeout_seconds": 60.0,
+    "llm_timeout_seconds": 280.0,
+}
+
+
 class Settings(BaseSettings):
     """Tollgate's settings; every field can be set as ``TOLLGATE_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="TOLLGATE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TOLLGATE_", extra="ignore", validate_assignment=False)
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
@@ -104,6 +116,17 @@ class Settings(BaseSettings):
         tokens_in = int(getattr(metrics, "input_tokens", 0) or 0)
         tokens_out = int(getattr(metrics, "output_tokens", 0) or 0)
         return round((tokens_in * price_in + tokens_out * price_out) / 1_000_000, 6)
+
+    @model_validator(mode="after")
+    def _sized_for_the_provider(self) -> Settings:
+        """The embedded model serves one request at a time on a laptop's cores: unless set explicitly, the pipeline
+        is sized for it (one chunk in flight per branch, patience for a request queued behind another, a smaller
+        AI review), so that `tollgate dev` + `tollgate run` work on any export, not only the demo's."""
+        if self.resolved_provider() == "local":
+            for name, value in LOCAL_MODEL_SIZING.items():
+                if name not in self.model_fields_set:
+                    setattr(self, name, value)
+        return self
 
     def resolved_provider(self) -> LlmProvider:
         """The provider in force: the explicit one, else the first whose credentials are present."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable, Sequence
 from decimal import Decimal
+from typing import Any, TypeVar
 
 import polars as pl
 from temporalio import activity
@@ -48,6 +50,25 @@ def _counts(frame: pl.DataFrame, column: str) -> list[CountItem]:
     return [CountItem(key=str(row[column]), count=row["len"]) for row in grouped.to_dicts()]
 
 
+K = TypeVar("K", bound=Hashable)
+L = TypeVar("L", agents.ContactLabel, agents.OpportunityLabel)
+
+
+def spread_answers(asked: dict[K, Any], labels: Sequence[L]) -> tuple[dict[K, L], list[L]]:
+    """Each answer to the group whose representative it names (asked: group -> representative record). Answers
+    for ids the model invented or repeated are returned apart: they stay in the output, where the gate sees them."""
+    group_of = {record.id: group for group, record in asked.items()}
+    answers: dict[K, L] = {}
+    strays: list[L] = []
+    for label in labels:
+        group = group_of.get(label.id)
+        if group is None or group in answers:
+            strays.append(label)
+        else:
+            answers[group] = label
+    return answers, strays
+
+
 class AnalyzerActivities:
     """Activities bound to one store, one settings object and one model endpoint per worker process."""
 
@@ -76,7 +97,7 @@ class AnalyzerActivities:
             if not rules[record.id].settled:
                 asked.setdefault(rules[record.id].key, record)
         by_key: dict[str, agents.ContactLabel] = {}
-        strays: list[agents.ContactLabel] = []  # ids the model invented or repeated: the gate must see them
+        strays: list[agents.ContactLabel] = []
         error: str | None = None
         usage = TokenUsage()
         if asked:
@@ -90,13 +111,7 @@ class AnalyzerActivities:
                 max_tokens=64 * len(asked) + 64,
             )
             error, usage = answer.schema_error, answer.usage
-            asked_ids = {r.id: key for key, r in asked.items()}
-            for label in answer.value.contacts if answer.value else []:
-                key = asked_ids.get(label.id)
-                if key is None or key in by_key:
-                    strays.append(label)
-                else:
-                    by_key[key] = label
+            by_key, strays = spread_answers(asked, answer.value.contacts if answer.value else [])
         enrichments: list[ContactEnrichment] = []
         for record in records:
             rule = rules[record.id]
@@ -111,29 +126,38 @@ class AnalyzerActivities:
 
     @activity.defn(name=steps.ASSESS_OPPORTUNITIES)
     async def assess_opportunity_chunk(self, task: ChunkTask) -> StepOutput:
+        """Assess a chunk of deals. A deal's risk depends on its profile (stage and amount band): a closed deal or
+        a profile the policy settles is assessed in code; every other profile is asked of the model once per chunk
+        (its first deal stands for it) and the answer given to every deal of that profile."""
         records = await asyncio.to_thread(read_opportunities, self.store, task.chunk)
-        closed = [label for r in records if (label := agents.closed_deal_assessment(r)) is not None]
-        open_deals = [r for r in records if agents.closed_deal_assessment(r) is None]
-        labels: list[agents.OpportunityLabel] = []
+        profiles = {r.id: agents.deal_profile(r) for r in records}
+        asked = {profile: r for r in reversed(records) if (profile := profiles[r.id]) is not None
+                 and agents.settled_assessment(r) is None}
+        by_profile: dict[tuple[str, str], agents.OpportunityLabel] = {}
+        strays: list[agents.OpportunityLabel] = []
         error: str | None = None
         usage = TokenUsage()
-        if open_deals:
+        if asked:
+            standing = dict(sorted(asked.items(), key=lambda item: records.index(item[1])))
             answer = await ask_structured(
                 self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "opportunity-risk"),
                 instructions=agents.OPPORTUNITY_INSTRUCTIONS,
-                prompt=agents.opportunity_prompt(open_deals, task.feedback),
-                request_schema=agents.opportunity_request_schema([r.id for r in open_deals]),
+                prompt=agents.opportunity_prompt(list(standing.values()), task.feedback, {
+                    r.id: standing[p].id for r in records if (p := profiles[r.id]) in standing}),
+                request_schema=agents.opportunity_request_schema([r.id for r in standing.values()]),
                 answer_type=agents.OpportunityLabels,
-                max_tokens=72 * len(open_deals) + 64,
+                max_tokens=48 * len(standing) + 64,
             )
-            labels = answer.value.opportunities if answer.value else []
             error, usage = answer.schema_error, answer.usage
-        flags = {r.id: r.quality_flags for r in records}
-        order = {r.id: index for index, r in enumerate(records)}
-        answered = sorted(closed + labels, key=lambda label: order.get(label.id, len(order)))
-        output = OpportunityChunkOutput(risks=[
-            OpportunityRisk(**label.model_dump(), quality_flags=flags.get(label.id, [])) for label in answered
-        ])
+            by_profile, strays = spread_answers(standing, answer.value.opportunities if answer.value else [])
+        risks: list[OpportunityRisk] = []
+        for record in records:
+            label = agents.settled_assessment(record) or by_profile.get(profiles[record.id] or ("", ""))
+            if label is not None:
+                risks.append(OpportunityRisk(**{**label.model_dump(), "id": record.id},
+                                             quality_flags=record.quality_flags))
+        risks += [OpportunityRisk(**label.model_dump()) for label in strays]
+        output = OpportunityChunkOutput(risks=risks)
         return await self._save(task, output, len(output.risks), error, usage)
 
     @activity.defn(name=steps.AGGREGATE)

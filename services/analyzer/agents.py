@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -27,7 +26,16 @@ from shared.contracts import (
     Seniority,
 )
 from shared.figures import fact_value
-from shared.taxonomy import FUNCTIONS, TitleRule, describe, risk_allowed, stage_key, stage_name, title_rule
+from shared.taxonomy import (
+    FUNCTIONS,
+    TitleRule,
+    amount_band,
+    describe,
+    risk_allowed,
+    stage_key,
+    stage_name,
+    title_rule,
+)
 
 RATIONALE_CHARS = 40
 
@@ -143,13 +151,30 @@ CLOSED_STAGES = {"closed won": ("deal won; nothing at risk", "none"),
                  "closed lost": ("deal lost; nothing left at risk", "post-mortem with the account owner")}
 
 
-def closed_deal_assessment(record: OpportunityRecord) -> OpportunityLabel | None:
-    """A closed deal has no open risk to judge: its assessment is a fact, written in code, not asked of a model."""
+NEXT_STEP = {"prospecting": "qualify the need and the budget", "qualification": "confirm the buyer and the timeline",
+             "proposal": "follow up on the proposal", "negotiation": "agree the final terms"}
+
+
+def deal_profile(record: OpportunityRecord) -> tuple[str, str] | None:
+    """What an open deal's risk depends on: its stage and amount band; None for a closed or unknown stage."""
+    stage = stage_key(record.stage)
+    return (stage, amount_band(record.amount)) if stage in NEXT_STEP else None
+
+
+def settled_assessment(record: OpportunityRecord) -> OpportunityLabel | None:
+    """The assessment of a deal the policy settles, written in code: a closed deal has no open risk; an open deal
+    whose stage and amount band allow one risk level only gets that one."""
     closed = CLOSED_STAGES.get(stage_key(record.stage))
-    if closed is None:
+    if closed is not None:
+        reason, action = closed
+        return OpportunityLabel(id=record.id, risk="low", reason=reason, next_action=action)
+    profile = deal_profile(record)
+    allowed = risk_allowed(record.stage, record.amount)
+    if profile is None or len(allowed) != 1:
         return None
-    reason, action = closed
-    return OpportunityLabel(id=record.id, risk="low", reason=reason, next_action=action)
+    [risk] = allowed
+    return OpportunityLabel(id=record.id, risk=risk, reason=f"{stage_name(record.stage)}, {profile[1]} deal",
+                            next_action=NEXT_STEP[profile[0]])
 
 
 def _compact(row: dict[str, Any]) -> str:
@@ -185,7 +210,7 @@ and amount allow ("allowed_risk"): choose within it. Early stages with much at s
 negotiation is not.
 For every opportunity give:
 - risk: one of its allowed_risk.
-- reason: a few words that name its stage (for example "Prospecting") or its amount (for example "52,000").
+- reason: a few words that name its stage (for example "Prospecting, large deal").
 - next_action: a short step that moves the open deal forward (qualify, send a proposal, agree terms …).
 Answer every id exactly once, only the ids given. Reply with JSON only."""
 
@@ -233,11 +258,20 @@ def contact_prompt(records: Sequence[ContactRecord], feedback: Sequence[FailedCh
     return f"CONTACTS ({len(records)}):\n{lines}{feedback_section(feedback)}"
 
 
-def opportunity_prompt(records: Sequence[OpportunityRecord], feedback: Sequence[FailedCheck]) -> str:
-    notes = _notes(feedback)
+BAND_WORDS = {"small": "under 20,000", "medium": "20,000 to 100,000", "large": "100,000 or more"}
+
+
+def opportunity_prompt(records: Sequence[OpportunityRecord], feedback: Sequence[FailedCheck],
+                       note_for: dict[str, str] | None = None) -> str:
+    """One line per deal profile the model assesses (stage and amount band; the deal named stands for all of its
+    profile in this chunk); ``note_for`` maps a rejected deal's id to the id standing for its profile."""
+    notes: dict[str, str] = {}
+    for record_id, note in _notes(feedback).items():
+        target = (note_for or {}).get(record_id, record_id)
+        notes[target] = f"{notes[target]}; {note}" if target in notes else note
     lines = "\n".join(
-        _compact({"id": r.id, "name": r.name, "stage": stage_name(r.stage), "amount": f"{r.amount:,.0f}",
-                  "allowed_risk": describe(risk_allowed(r.stage, Decimal(str(r.amount)))), "close": r.close_date,
+        _compact({"id": r.id, "stage": stage_name(r.stage), "amount": BAND_WORDS[amount_band(r.amount)],
+                  "allowed_risk": describe(risk_allowed(r.stage, r.amount)),
                   **({"REJECTED": notes[r.id]} if r.id in notes else {})})
         for r in records
     )

@@ -30,8 +30,8 @@ from shared.settings import Settings, get_settings
 from shared.telemetry import current_trace_id, flush_tracing, setup_tracing, tracer
 from shared.temporal import connect
 
-DEMO_CONTACTS = 24
-DEMO_OPPORTUNITIES = 16
+DEMO_CONTACTS = 200  # the whole generated sample
+DEMO_OPPORTUNITIES = 120
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_RUNNING = 3

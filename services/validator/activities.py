@@ -28,7 +28,7 @@ from shared.contracts import (
 from shared.datasets import read_contacts, read_opportunities
 from shared.llm import LlmCall, ModelEndpoint, ask_structured
 from shared.settings import Settings
-from shared.taxonomy import OPEN_STAGES, stage_key, title_rule
+from shared.taxonomy import OPEN_STAGES, risk_allowed, stage_key, title_rule
 from shared.telemetry import tracer
 
 AiLayer = Callable[[], Awaitable[tuple[list[FailedCheck], TokenUsage]]]
@@ -132,8 +132,10 @@ class ValidatorActivities:
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
             # closed deals are assessed in code and fully covered by the rules; the model reviews the open ones
-            open_deals = {r.id for r in records if stage_key(r.stage) in OPEN_STAGES}
-            sample = judge.attempt_sample([r for r in output.risks if r.id in open_deals], task.ai_review_sample,
+            # a closed deal, or an open one whose stage and amount allow one risk only, is the rules' business
+            judged = {r.id for r in records
+                      if stage_key(r.stage) in OPEN_STAGES and len(risk_allowed(r.stage, r.amount)) > 1}
+            sample = judge.attempt_sample([r for r in output.risks if r.id in judged], task.ai_review_sample,
                                           _seed(task))
             return await self._judge(task, "opportunity", [r.id for r in sample],
                                      judge.opportunities_prompt(records, sample))
