@@ -9,7 +9,7 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
-from services.analyzer.catalogue import build_catalogue
+from services.analyzer.catalogue import CatalogueBuilder, build_catalogue
 from services.validator.claims import check_insights
 from services.validator.numbers import numbers_in
 from shared.contracts import (
@@ -76,6 +76,17 @@ def test_the_catalogue_computes_per_company_per_stage_and_rankings(catalogue: Fa
     assert fact(catalogue, "stage:prospecting:deals") == 2
     assert fact(catalogue, "risk:high:value") == Decimal("1104567.00")
     assert fact(catalogue, "win_rate_by_value") == Decimal("100.0")
+
+
+def test_a_tie_crowns_nobody() -> None:
+    builder = CatalogueBuilder()
+    builder.ranking("companies_by_contacts", "company by contacts",
+                    [("Acme", Decimal(3)), ("Globex", Decimal(3)), ("Initech", Decimal(1))], "count", "company")
+    assert [(f.id, f.entity) for f in builder.facts.values()] == [("rank:companies_by_contacts:3", "Initech")]
+    builder.ranking("stages_by_deals", "stage by deals", [("Proposal", Decimal(4)), ("Negotiation", Decimal(3))],
+                    "count", "stage")
+    assert builder.get("rank:stages_by_deals:1") is not None and builder.get("rank:stages_by_deals:2") is not None
+
 
 
 def checks_of(catalogue: FactCatalogue, text: str, facts: list[str], kind: ClaimKind = "total",

@@ -54,9 +54,13 @@ class CatalogueBuilder:
 
     def ranking(self, name: str, label: str, rows: list[tuple[str, Decimal]], unit: FactUnit,
                 kind: EntityKind) -> None:
-        """Places 1..RANKED of ``rows`` (entity, value), largest first, ties by name; a zero value is not ranked."""
+        """Places 1..RANKED of ``rows`` (entity, value), largest first; a zero value is not ranked, and a place
+        shared by a tie is not a fact (nothing is 'the largest' when two are as large)."""
         ordered = sorted((row for row in rows if row[1] > 0), key=lambda row: (-row[1], text_key(row[0])))
+        values = [value for _entity, value in ordered]
         for place, (entity, value) in enumerate(ordered[:RANKED], start=1):
+            if values.count(value) > 1:
+                continue
             self.add(_fact(f"rank:{name}:{place}", f"{'top' if place == 1 else f'#{place}'} {label}: {entity}",
                            value, unit, kind, entity))
 
