@@ -20,6 +20,7 @@ from typing import Literal, get_args
 from shared.contracts import Department, RiskLevel, Seniority
 
 ALL_DEPARTMENTS: tuple[Department, ...] = get_args(Department)
+LADDER: tuple[Seniority, ...] = ("junior", "mid", "senior", "executive")
 FUNCTIONS: frozenset[Department] = frozenset(ALL_DEPARTMENTS) - {"unknown", "executive"}
 
 # --- grouping keys -----------------------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ MANAGER = re.compile(r"\bmanager\b")
 DEPARTMENT_WORDS: dict[Department, re.Pattern[str]] = {
     "engineering": re.compile(
         r"\b(engineer|engineering|developer|software|devops|sre|architect|qa|programmer|technology|technical"
-        r"|it|infrastructure|platform)\b"),
+        r"|it|infrastructure|platform|data|analytics)\b"),
     "sales": re.compile(r"\b(sales|account executive|account manager|account owner|business development|bdr|sdr"
                         r"|revenue)\b"),
     "marketing": re.compile(r"\b(marketing|brand|growth|content|communications|seo|demand generation)\b"),
@@ -105,10 +106,18 @@ class TitleRule:
     department: frozenset[Department]
     decision_maker: frozenset[bool]
     because: str  # the words that decided it, quoted in hints and in rejection reasons
+    usual: Seniority | None = None  # where two seniorities are allowed, the one such a title usually has
 
     @property
     def settled(self) -> bool:
         return len(self.seniority) == 1 and len(self.department) == 1 and len(self.decision_maker) == 1
+
+    def seniority_hint(self) -> str:
+        """'mid (junior only if the title says entry level)', or the allowed values: the hint the model reads."""
+        if self.usual is None or len(self.seniority) == 1:
+            return describe(self.seniority)
+        others = describe(self.seniority - {self.usual})
+        return f"{self.usual} ({others} only if the title says so)"
 
 
 def _one_of(values: frozenset[str] | frozenset[bool]) -> str:
@@ -151,7 +160,7 @@ def title_rule(title: str) -> TitleRule:
         phrase, seniority, friend_departments = friend
         allowed_departments = friend_departments | departments if friend_departments else departments
         return TitleRule(key, seniority, allowed_departments or FUNCTIONS, frozenset({False}),
-                         f"'{phrase}' (not an executive)")
+                         f"'{phrase}' (not an executive)", usual=min(seniority, key=LADDER.index))
     department = departments or FUNCTIONS
     if m := MANAGEMENT.search(masked):
         return TitleRule(key, frozenset({"senior"}), department, frozenset({True}), f"'{m.group(0)}'")
@@ -161,10 +170,12 @@ def title_rule(title: str) -> TitleRule:
     if m := JUNIOR.search(masked):
         return TitleRule(key, frozenset({"junior"}), department, frozenset({False}), f"'{m.group(0)}'")
     if m := JUNIOR_OR_MID.search(masked):
-        return TitleRule(key, frozenset({"junior", "mid"}), department, frozenset({False}), f"'{m.group(0)}'")
+        return TitleRule(key, frozenset({"junior", "mid"}), department, frozenset({False}), f"'{m.group(0)}'",
+                         usual="junior")
     if m := MANAGER.search(masked):
-        return TitleRule(key, frozenset({"mid", "senior"}), department, frozenset({True, False}), "'manager'")
-    return TitleRule(key, frozenset({"mid", "junior"}), department, frozenset({False}), "no rank word")
+        return TitleRule(key, frozenset({"mid", "senior"}), department, frozenset({True, False}), "'manager'",
+                         usual="mid")
+    return TitleRule(key, frozenset({"mid", "junior"}), department, frozenset({False}), "no rank word", usual="mid")
 
 
 # --- stages and the risk of an open deal ---------------------------------------------------------------------

@@ -92,9 +92,11 @@ def contact_failures(title: str, seniority: str, department: str, maker: bool) -
         ("Customer Success Manager", "mid", "support", False, []),
         ("Customer Success Manager", "mid", "sales", False, ["title_department"]),
         ("General Counsel", "mid", "legal", False, []),
-        ("Data Analyst", "mid", "other", False, []),
-        ("Data Analyst", "mid", "unknown", False, ["title_department"]),  # a titled contact has a department
-        ("Data Analyst", "unknown", "other", False, ["title_seniority"]),
+        ("Analyst", "mid", "other", False, []),
+        ("Analyst", "mid", "unknown", False, ["title_department"]),  # a titled contact has a department
+        ("Analyst", "unknown", "other", False, ["title_seniority"]),
+        ("Data Analyst", "mid", "engineering", False, []),
+        ("Data Analyst", "mid", "hr", False, ["title_department"]),
         ("", "unknown", "unknown", False, []),
         ("", "mid", "unknown", False, ["title_seniority"]),
     ],
@@ -115,10 +117,12 @@ def test_title_rule_reasons_say_what_is_allowed_and_why() -> None:
 
 def test_the_same_title_gets_the_same_labels() -> None:
     records = [contact("1", "Data Analyst"), contact("2", "data  analyst"), contact("3", "Financial Analyst")]
-    same = ContactChunkOutput(enrichments=[label("1", "mid", False, "other"), label("2", "mid", False, "other"),
+    same = ContactChunkOutput(enrichments=[label("1", "mid", False, "engineering"),
+                                           label("2", "mid", False, "engineering"),
                                            label("3", "junior", False, "finance")])
     assert checks.check_contacts(records, same) == []
-    split = ContactChunkOutput(enrichments=[label("1", "mid", False, "other"), label("2", "junior", False, "other"),
+    split = ContactChunkOutput(enrichments=[label("1", "mid", False, "engineering"),
+                                            label("2", "junior", False, "engineering"),
                                             label("3", "junior", False, "finance")])
     [failure] = checks.check_contacts(records, split)
     assert failure.check == "inconsistent_title" and failure.record_id == "2"

@@ -202,7 +202,7 @@ CONTACT_INSTRUCTIONS = """You label CRM contacts by their job title. Each contac
   support, legal); executive only for a chief executive, founder or president; other when no function fits.
 - decision_maker: true for executives and for VP, Head and Director titles; false for individual contributors,
   juniors and assistants; for a manager, true only when the title says they run a department.
-- rationale: the rank word and the function, at most five words.
+- rationale: the title's own rank word and function, at most five words (for example "Manager; marketing").
 Answer every id exactly once, only the ids given. Reply with JSON only."""
 
 OPPORTUNITY_INSTRUCTIONS = """You assess the risk of open CRM opportunities. Each lists the risk levels its stage
@@ -236,7 +236,7 @@ def _notes(feedback: Sequence[FailedCheck]) -> dict[str, str]:
 
 
 def _contact_line(record: ContactRecord, rule: TitleRule, note: str | None) -> str:
-    allowed: dict[str, str] = {"seniority": describe(rule.seniority)}
+    allowed: dict[str, str] = {"seniority": rule.seniority_hint()}
     if rule.department != FUNCTIONS:
         allowed["department"] = describe(rule.department)
     allowed["decision_maker"] = describe(rule.decision_maker)

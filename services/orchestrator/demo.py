@@ -44,7 +44,8 @@ def slice_export(folder: Path, target: Path, contacts: int, opportunities: int) 
     kept_contacts = contact_rows[1:contacts + 1]
     ids = {row[contact_rows[0].index("id")] for row in kept_contacts}
     owner = deal_rows[0].index("contact_id")
-    kept_deals = [row for row in deal_rows[1:] if row[owner] in ids][:opportunities]
+    whole = len(kept_contacts) == len(contact_rows) - 1  # the whole export: its unknown contacts are a finding
+    kept_deals = [row for row in deal_rows[1:] if whole or row[owner] in ids][:opportunities]
     target.mkdir(parents=True, exist_ok=True)
     for name, header, rows in (("crm_contacts.csv", contact_rows[0], kept_contacts),
                                ("crm_opportunities.csv", deal_rows[0], kept_deals)):
