@@ -322,6 +322,8 @@ class EnrichmentSummary(Contract):
     risk_levels: list[CountItem]
     high_risk_value: Money
     riskiest_deals: list[RiskyDeal] = Field(max_length=10)
+    relabelled_contacts: int = Field(default=0, description="Contacts whose title was labelled otherwise in "
+                                     "another chunk and who took the labels most of that title's contacts got.")
 
 
 class AggregateRequest(Contract):
@@ -358,6 +360,8 @@ class InsightsContext(Contract):
     summary: EnrichmentSummary
     catalogue: ArtifactRef = Field(description="The fact catalogue, as a FactCatalogue.")
     prompt_facts: list[str] = Field(max_length=120, description="Ids of the facts shown to the model.")
+    contact_labels: ArtifactRef = Field(description="Every validated contact label, one title one label (a "
+                                        "ContactChunkOutput).")
 
 
 class FactCatalogue(Contract):

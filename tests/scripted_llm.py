@@ -152,8 +152,9 @@ def _contact_label(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _first(options: str) -> str:
-    """'mid or junior' -> 'mid'; 'executive, operations or support' -> 'executive'."""
-    return options.replace(" or ", ", ").split(", ")[0]
+    """'mid or junior' -> 'mid'; 'mid (junior only if …)' -> 'mid'; 'executive, operations or support' ->
+    'executive'."""
+    return options.split(" (")[0].replace(" or ", ", ").split(", ")[0]
 
 
 def _opportunity_label(row: dict[str, Any]) -> dict[str, Any]:

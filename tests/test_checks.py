@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from services.analyzer.activities import one_label_per_title
 from services.validator import checks
 from services.validator.judge import attempt_sample, judgement_schema
 from shared.contracts import (
@@ -171,3 +172,15 @@ def test_judgement_schema_pins_ids_to_the_sample() -> None:
     problem = schema["$defs"]["Problem"]
     assert problem["properties"]["id"]["enum"] == ["3", "9"]
     assert schema["properties"]["problems"]["maxItems"] == 5
+
+
+def test_one_title_one_label_across_chunks() -> None:
+    # three chunks labelled "Software Engineer" apart, each within what the title allows: the run keeps the label
+    # most of its contacts got, and says how many contacts it changed
+    titles = {"1": "Software Engineer", "2": "software engineer", "3": "Software Engineer", "4": "CEO"}
+    chunks = [[label("1", "mid", False, "engineering"), label("4", "executive", True, "executive")],
+              [label("2", "junior", False, "engineering")], [label("3", "mid", False, "engineering")]]
+    labels, changed = one_label_per_title(chunks, titles)
+    assert [(x.id, x.seniority) for x in labels] == [("1", "mid"), ("4", "executive"), ("2", "mid"), ("3", "mid")]
+    assert changed == 1
+    assert one_label_per_title(chunks[:1], titles) == (chunks[0], 0)

@@ -131,6 +131,10 @@ def checks_of(catalogue: FactCatalogue, text: str, facts: list[str], kind: Claim
                                                        "open_pipeline_value"], "share", ["unbound_number"]),
         ("Acme Corp holds most of the open pipeline.", ["company:acme corp:share_of_open_pipeline"], "share",
          ["unsupported_superlative", "share_without_percent"]),
+        # a value called a share (what the demo's model once wrote), beside the same value called what it is
+        ("Acme Corp's share of the open pipeline is $1,050,000.", ["company:acme corp:open_pipeline_value"],
+         "total", ["share_without_percent"]),
+        ("Acme Corp's open pipeline is $1,050,000.", ["company:acme corp:open_pipeline_value"], "total", []),
         # names: every company, stage or deal named must be what a cited fact is about
         ("Deal 5001 Renewal 19 carries $1,000,000 at high risk.", ["deal:5001:amount"], "total", []),
         ("Deal 5001 Renewal 19 carries $1,000,000 at high risk.", ["risk:high:value"], "total",

@@ -218,3 +218,18 @@ async def test_report_accounts_tokens_and_cost_by_branch(client: Client, stack: 
     assert all(u.calls == 2 and u.input_tokens > 0 and u.output_tokens > 0 for u in branches.values())
     assert report.usage.tokens == sum(u.tokens for u in branches.values())
     assert report.usage.cost_usd == 0.0  # "scripted" is not in the price table: no cost is invented
+
+
+async def test_an_unreadable_judge_is_an_infrastructure_failure_not_a_verdict(
+        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str) -> None:
+    # every answer of the AI validator for this chunk is broken JSON: Temporal retries the validation, and when
+    # it gives up the run fails naming the step and the activity; the step is neither rejected nor passed
+    scripted_llm.script(run_id, "contacts/chunk-00000", "validator", ["malformed_json"])
+    handle = await start(client, stack, run_id, activity_max_attempts=2)
+    reason = await fail(handle)
+    assert reason.startswith("step contacts/chunk-00000: activity validate_contact_chunk gave up after 2 attempts "
+                             "(its retry limit); the last attempt said: the AI validator's answer for "
+                             "contacts/chunk-00000 was unreadable"), reason
+    assert len(scripted_llm.requests_for(run_id, "contacts/chunk-00000", "validator")) == 2
+    # no gate attempt was spent on it: the analysis ran once
+    assert len(scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")) == 1

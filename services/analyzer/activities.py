@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -67,6 +68,31 @@ def spread_answers(asked: dict[K, Any], labels: Sequence[L]) -> tuple[dict[K, L]
         else:
             answers[group] = label
     return answers, strays
+
+
+def one_label_per_title(chunks: Sequence[Sequence[ContactEnrichment]], titles: dict[str, str]
+                        ) -> tuple[list[ContactEnrichment], int]:
+    """One title, one set of labels, across the whole run. Each chunk's gate held its labels to the title's rules
+    and to one label per title within the chunk; chunks labelled apart may still differ where a title leaves room
+    for judgement. Each title then takes the labels most of its contacts got (a tie: the earlier chunk's), every
+    one of them a label a gate accepted for that title. Returns the labels and how many contacts changed."""
+    votes: dict[str, Counter[tuple[str, str, bool]]] = {}
+    for chunk in chunks:
+        for item in chunk:
+            key = title_rule(titles.get(item.id, "")).key
+            votes.setdefault(key, Counter())[(item.seniority, item.department, item.decision_maker)] += 1
+    chosen = {key: counts.most_common(1)[0][0] for key, counts in votes.items()}
+    labels: list[ContactEnrichment] = []
+    changed = 0
+    for chunk in chunks:
+        for item in chunk:
+            seniority, department, decides = chosen[title_rule(titles.get(item.id, "")).key]
+            if (item.seniority, item.department, item.decision_maker) != (seniority, department, decides):
+                changed += 1
+                item = item.model_copy(update={"seniority": seniority, "department": department,
+                                               "decision_maker": decides})
+            labels.append(item)
+    return labels, changed
 
 
 class AnalyzerActivities:
@@ -164,10 +190,11 @@ class AnalyzerActivities:
     def aggregate_enrichments(self, request: AggregateRequest) -> ArtifactRef:
         """Sum the validated chunk outputs, build the fact catalogue over them and the full data, and write the
         insights agent's context; returns its reference."""
-        contacts = [
-            e for ref in request.contact_outputs
-            for e in self.store.read_model(ref, ContactChunkOutput).enrichments
-        ]
+        chunks = [self.store.read_model(ref, ContactChunkOutput).enrichments for ref in request.contact_outputs]
+        people = pl.scan_parquet([self.store.path(ref) for ref in request.contacts.chunks]).select(
+            "id", "company", "title").collect()
+        contacts, relabelled = one_label_per_title(chunks, dict(zip(
+            people.get_column("id").to_list(), people.get_column("title").to_list(), strict=True)))
         risks = [
             r for ref in request.opportunity_outputs for r in self.store.read_model(ref, OpportunityChunkOutput).risks
         ]
@@ -183,8 +210,6 @@ class AnalyzerActivities:
         deals = pl.scan_parquet([self.store.path(ref) for ref in request.opportunities.chunks]).select(
             "id", "name", "amount", "stage", "contact_id"
         ).collect()
-        people = pl.scan_parquet([self.store.path(ref) for ref in request.contacts.chunks]).select(
-            "id", "company", "title").collect()
         high = assessed.filter(pl.col("risk") == "high").join(deals, on="id").sort("amount", descending=True)
         summary = EnrichmentSummary(
             enriched_contacts=enriched.height,
@@ -197,12 +222,16 @@ class AnalyzerActivities:
             high_risk_value=Decimal(str(high.get_column("amount").sum() or 0)).quantize(Decimal("0.01")),
             riskiest_deals=[RiskyDeal(**row) for row in high.head(10).select(
                 "id", "name", "amount", "stage", "reason").to_dicts()],
+            relabelled_contacts=relabelled,
         )
         catalogue, shown = build_catalogue(
             request.facts, people, deals,
             enriched.select("id", "seniority", "department", "decision_maker"), assessed.select("id", "risk"))
         catalogue_ref = self.store.write_model(f"runs/{request.run_id}/fact-catalogue.json", catalogue)
-        context = InsightsContext(facts=request.facts, summary=summary, catalogue=catalogue_ref, prompt_facts=shown)
+        labels_ref = self.store.write_model(f"runs/{request.run_id}/contact-labels.json",
+                                            ContactChunkOutput(enrichments=contacts))
+        context = InsightsContext(facts=request.facts, summary=summary, catalogue=catalogue_ref, prompt_facts=shown,
+                                  contact_labels=labels_ref)
         return self.store.write_model(f"runs/{request.run_id}/insights-context.json", context)
 
     @activity.defn(name=steps.WRITE_INSIGHTS)

@@ -16,6 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    FailureError,
     RetryState,
     TimeoutError,
     TimeoutType,
@@ -95,7 +96,8 @@ def step_failure(step: str, activity: str, policy: StepPolicy, error: ActivityEr
         }
         last = f"the last attempt hit {limits.get(cause.type or TimeoutType.START_TO_CLOSE, 'a timeout')}"
     else:
-        last = f"the last attempt said: {str(cause) if cause is not None else error.message}"
+        said = cause.message if isinstance(cause, FailureError) else str(cause) if cause is not None else error.message
+        last = f"the last attempt said: {said}"
     if error.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED:
         gave_up = f"gave up after {policy.max_attempts} attempts (its retry limit)"
     elif error.retry_state == RetryState.TIMEOUT:

@@ -77,7 +77,9 @@ def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
         out += ["", f"Data quality: {o.stage_spelling_variants} stages are written in more than one way."]
     out += ["", "## Validated enrichments", ""]
     out += [f"- {s.enriched_contacts} contacts enriched; {s.decision_makers} decision makers; "
-            + ", ".join(f"{x.key}: {x.count}" for x in s.seniority)]
+            + ", ".join(f"{x.key}: {x.count}" for x in s.seniority)
+            + (f"; {s.relabelled_contacts} contacts took their title's labels from another chunk (one title, one "
+               "label)" if s.relabelled_contacts else "")]
     out += [f"- {s.assessed_opportunities} opportunities assessed; "
             + ", ".join(f"{x.key} risk: {x.count}" for x in s.risk_levels)
             + f"; high-risk value {money(s.high_risk_value)}", ""]
@@ -133,8 +135,7 @@ class ReportActivities:
             CitedInsight(insight=insight, facts=[catalogue[i] for i in insight.facts if i in catalogue])
             for insight in self.store.read_model(request.insights_output, InsightsOutput).insights
         ]
-        contacts = [self.store.read_model(g.accepted_output, ContactChunkOutput)
-                    for g in request.contact_gates if g.accepted_output]
+        contacts = [self.store.read_model(context.contact_labels, ContactChunkOutput)]
         opportunities = [self.store.read_model(g.accepted_output, OpportunityChunkOutput)
                          for g in request.opportunity_gates if g.accepted_output]
         lines = [e.model_dump_json() for chunk in contacts for e in chunk.enrichments]

@@ -20,6 +20,7 @@ SUPERLATIVE = re.compile(
     r"\b(most|largest|biggest|highest|top|leading|leads|lowest|least|fewest|smallest|greatest|best|worst)\b",
     re.IGNORECASE,
 )
+SHARE = re.compile(r"\b(share|proportion|percentage|fraction)\b", re.IGNORECASE)
 SUGGESTIONS = 2
 
 
@@ -127,8 +128,9 @@ def check_insight(number: int, insight: Insight, catalogue: FactCatalogue,
                  f"shows {', '.join(sorted(f.entity or '' for f in ranks))}")
     if insight.kind == "comparison" and len(cited) < 2:
         fail("comparison_needs_two_facts", "is a comparison but cites fewer than two facts")
-    if insight.kind == "share" and not any(n.kind == "percent" for n in numbers_in(text)):
-        fail("share_without_percent", "is a share but states no percentage")
+    if (insight.kind == "share" or SHARE.search(text)) and not any(n.kind == "percent" for n in numbers_in(text)):
+        fail("share_without_percent", "speaks of a share but states no percentage; cite a share fact or the two "
+             "facts it divides, and give the percentage")
     return failures
 
 
