@@ -14,11 +14,15 @@ on the correct outputs, the share wrongly rejected; and the model calls the rule
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import csv
 import json
 import random
+import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -285,6 +289,9 @@ class ClassResult:
     rule_checkable: int = 0
     rule_checkable_caught: int = 0
 
+    judged: int = 0
+    judge_caught: int = 0
+
     def add(self, case: Case, caught: bool) -> None:
         self.cases += 1
         self.caught += caught
@@ -293,8 +300,22 @@ class ClassResult:
 
 
 @dataclass
+class Review:
+    """An output for the AI layer to review: one the rules passed, with an error in it or not."""
+
+    kind: str
+    records: Sequence[Any]
+    output: Any
+    error_class: str | None = None
+
+
+@dataclass
 class Evaluation:
     classes: list[ClassResult] = field(default_factory=list)
+    missed_by_rules: list[Review] = field(default_factory=list)
+    correct: list[Review] = field(default_factory=list)
+    catalogue: FactCatalogue | None = None
+    judge: dict[str, Any] = field(default_factory=dict)
     correct_outputs: int = 0
     false_rejections: int = 0
     false_rejection_reasons: list[str] = field(default_factory=list)
@@ -372,6 +393,7 @@ def evaluate(seed: int = 7, work: Path | None = None) -> Evaluation:
         for records, output in pairs:
             base = check(records, output)
             result.correct_outputs += 1
+            result.correct.append(Review(kind, records, output))
             if base:
                 result.false_rejections += 1
                 result.false_rejection_reasons += [f"{kind}: {f.reason}" for f in base[:3]]
@@ -386,6 +408,8 @@ def evaluate(seed: int = 7, work: Path | None = None) -> Evaluation:
                     caught = _failures_beyond(base, check(records, case.output))
                     tally.add(case, caught)
                     result.judge_calls_saved += caught
+                    if not caught:
+                        result.missed_by_rules.append(Review(kind, records, case.output, name))
             result.classes.append(tally)
 
     contact_pairs = [(records, ContactChunkOutput(enrichments=labels[i * CHUNK:(i + 1) * CHUNK]))
@@ -397,9 +421,11 @@ def evaluate(seed: int = 7, work: Path | None = None) -> Evaluation:
 
     with tempfile.TemporaryDirectory() as folder:
         catalogue = sample_catalogue(contacts, deals, labels, risks, work or Path(folder))
+    result.catalogue = catalogue
     variants = [correct_insights(catalogue, total, ranking) for total, ranking in INSIGHT_VARIANTS]
     bases = []
     for insights in variants:
+        result.correct.append(Review("insights", [], InsightsOutput(insights=insights)))
         base = check_insights(catalogue, InsightsOutput(insights=insights))
         result.correct_outputs += len(insights)
         result.false_rejections += len({f.record_id for f in base})
@@ -412,8 +438,62 @@ def evaluate(seed: int = 7, work: Path | None = None) -> Evaluation:
             caught = _failures_beyond(base, check_insights(catalogue, case.output))
             tally.add(case, caught)
             result.judge_calls_saved += caught
+            if not caught:
+                result.missed_by_rules.append(Review("insights", [], case.output, name))
         result.classes.append(tally)
     return result
+
+
+async def _review(review: Review, number: int, settings: Any, endpoint: Any, catalogue: FactCatalogue | None
+                  ) -> bool:
+    """What the AI layer says of one output, chosen exactly as the validator chooses (the records the rules cannot
+    settle, a sample of ``ai_review_sample`` drawn for the attempt): True if it flags anything."""
+    from services.validator import judge
+    from shared.llm import LlmCall
+
+    call = LlmCall("gate-eval", f"{review.kind}/{number}", 1, "validator")
+    if review.kind == "contacts":
+        judged = {r.id for r in review.records if not title_rule(r.title).settled}
+        sample = judge.attempt_sample([e for e in review.output.enrichments if e.id in judged],
+                                      settings.ai_review_sample, f"eval:{number}")
+        prompt = judge.contacts_prompt(review.records, sample)
+        ids, instructions = [e.id for e in sample], judge.JUDGE_INSTRUCTIONS
+    elif review.kind == "opportunities":
+        judged = {r.id for r in review.records
+                  if stage_key(r.stage) in OPEN_STAGES and len(risk_allowed(r.stage, r.amount)) > 1}
+        sample = judge.attempt_sample([r for r in review.output.risks if r.id in judged], settings.ai_review_sample,
+                                      f"eval:{number}")
+        prompt = judge.opportunities_prompt(review.records, sample)
+        ids, instructions = [r.id for r in sample], judge.JUDGE_INSTRUCTIONS
+    else:
+        assert catalogue is not None
+        ids = [str(n) for n in range(1, len(review.output.insights) + 1)]
+        prompt, instructions = judge.insights_prompt(catalogue, review.output), judge.INSIGHTS_JUDGE_INSTRUCTIONS
+    problems, _usage = await judge.ask_judge(endpoint, settings, call, review.kind, ids, prompt, instructions)
+    return bool(problems)
+
+
+async def measure_judge(result: Evaluation) -> None:
+    """The AI layer on what the rules let through: the injected errors they missed (caught?) and the correct
+    outputs (wrongly rejected?), with the provider the settings select."""
+    from shared.llm import resolve_endpoint
+    from shared.settings import Settings
+
+    settings = Settings()
+    endpoint = resolve_endpoint(settings)
+    by_class = {c.name: c for c in result.classes}
+    for number, review in enumerate(result.missed_by_rules):
+        flagged = await _review(review, number, settings, endpoint, result.catalogue)
+        tally = by_class[review.error_class or ""]
+        tally.judged += 1
+        tally.judge_caught += flagged
+    wrongly = 0
+    for number, review in enumerate(result.correct, start=len(result.missed_by_rules)):
+        wrongly += await _review(review, number, settings, endpoint, result.catalogue)
+    result.judge = {"provider": settings.resolved_provider(), "model": endpoint.model_id,
+                    "missed_by_rules": len(result.missed_by_rules),
+                    "caught": sum(c.judge_caught for c in result.classes),
+                    "correct_outputs": len(result.correct), "false_rejections": wrongly}
 
 
 def accuracy(enrichments: Path, truth: dict[str, tuple[str, str, bool]]) -> dict[str, Any]:
@@ -442,6 +522,16 @@ def table(result: Evaluation) -> list[str]:
         checkable = c.rule_checkable_caught / c.rule_checkable if c.rule_checkable else None
         lines.append(f"| {c.name} | {c.cases} | {c.caught} ({_pct(share)}) | {c.rule_checkable} | {_pct(checkable)} |")
     t = result.totals()
+    if result.judge:
+        j = result.judge
+        both = t["caught"] + j["caught"]
+        lines += ["", f"AI layer ({j['provider']} {j['model']}), on what the rules let through:", "",
+                  "| error class | missed by the rules | caught by the AI layer |", "|---|---|---|"]
+        lines += [f"| {c.name} | {c.judged} | {c.judge_caught} |" for c in result.classes if c.judged]
+        lines += ["", f"both layers: {both} of {t['injected']} ({_pct(both / t['injected'])}); goal "
+                  f"{GOALS['all injected caught']}",
+                  f"correct outputs the AI layer rejected: {j['false_rejections']} of {j['correct_outputs']} "
+                  f"({_pct(j['false_rejections'] / j['correct_outputs'] if j['correct_outputs'] else None)})"]
     lines += [
         "",
         f"all injected errors caught by the rules: {t['caught']} of {t['injected']} ({_pct(t['caught_share'])}); "
@@ -456,6 +546,31 @@ def table(result: Evaluation) -> list[str]:
     return lines
 
 
+@contextlib.contextmanager
+def _model_server() -> Iterator[None]:
+    """The embedded model server, started for the measurement when the local provider is in use and none runs."""
+    from deploy.devstack import http_ok
+    from shared.settings import Settings
+
+    settings = Settings()
+    health = f"http://{settings.local_model_host}:{settings.local_model_port}/health"
+    if settings.resolved_provider() != "local" or http_ok(health):
+        yield
+        return
+    server = subprocess.Popen([sys.executable, "-m", "deploy.model"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not http_ok(health):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the embedded model server did not start; run `python -m deploy.model` to see why")
+            time.sleep(0.5)
+        yield
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Measure the gate's rules on injected errors (python -m "
                                      "benchmarks.gates).")
@@ -463,11 +578,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--enrichments", type=Path, help="a run's report/enrichments.jsonl to score against the "
                         "ground truth (a run over examples/data/sample)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--judge", action="store_true", help="also measure the AI layer with the provider the "
+                        "settings select (TOLLGATE_LLM_*; the embedded model is started if it is not running)")
     args = parser.parse_args(argv)
     result = evaluate(args.seed)
+    if args.judge:
+        with _model_server():
+            asyncio.run(measure_judge(result))
     lines = table(result)
     figures: dict[str, Any] = {"totals": result.totals(), "classes": [c.__dict__ for c in result.classes],
-                               "false_rejection_reasons": result.false_rejection_reasons}
+                               "false_rejection_reasons": result.false_rejection_reasons, "judge": result.judge}
     if args.enrichments:
         scored = accuracy(args.enrichments, ground_truth())
         figures["accuracy"] = scored

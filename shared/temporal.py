@@ -105,7 +105,7 @@ async def heartbeating(every: float = 1.0) -> AsyncIterator[None]:
     """
 
     async def beat() -> None:
-        while True:
+        while activity.in_activity():  # outside an activity (a benchmark calling a model) there is nobody to tell
             activity.heartbeat()
             await asyncio.sleep(every)
 

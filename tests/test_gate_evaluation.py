@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.gates import accuracy, evaluate, ground_truth, main
+from benchmarks.gates import accuracy, evaluate, ground_truth, main, measure_judge
 from tests.harness import ROOT
+from tests.scripted_llm import ScriptedLlm
 
 
 def test_every_rule_checkable_error_is_caught_and_no_correct_output_is_rejected() -> None:
@@ -46,3 +47,19 @@ def test_accuracy_scores_a_run_against_the_ground_truth(tmp_path: Path) -> None:
     path.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"id": "x", "risk": "low"}\n')
     scored = accuracy(path, truth)
     assert scored["contacts"] == 2 and scored["seniority"] == 0.5 and scored["department"] == 1.0
+
+
+async def test_the_ai_layer_is_measured_through_the_real_client_path(
+        scripted_llm: ScriptedLlm, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the scripted judge finds nothing by construction: what the rules missed stays missed, nothing correct is
+    # rejected, and every review went over HTTP to the judge
+    monkeypatch.setenv("TOLLGATE_LLM_PROVIDER", "openai-compatible")
+    monkeypatch.setenv("TOLLGATE_LLM_BASE_URL", scripted_llm.base_url)
+    monkeypatch.setenv("TOLLGATE_LLM_MODEL", "scripted")
+    result = evaluate()
+    await measure_judge(result)
+    assert result.judge["missed_by_rules"] == len(result.missed_by_rules) > 0
+    assert result.judge["caught"] == 0 and result.judge["false_rejections"] == 0
+    reviews = scripted_llm.requests_for("gate-eval", agent="validator")
+    assert 0 < len(reviews) <= len(result.missed_by_rules) + len(result.correct)
+    assert any("insights/" in r.step for r in reviews)

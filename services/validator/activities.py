@@ -8,7 +8,6 @@ from contextlib import AbstractContextManager
 
 from opentelemetry.trace import Span
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from services.validator import checks, claims, judge
 from shared import steps
@@ -26,7 +25,7 @@ from shared.contracts import (
     ValidationTask,
 )
 from shared.datasets import read_contacts, read_opportunities
-from shared.llm import LlmCall, ModelEndpoint, ask_structured
+from shared.llm import LlmCall, ModelEndpoint
 from shared.settings import Settings
 from shared.taxonomy import OPEN_STAGES, risk_allowed, stage_key, title_rule
 from shared.telemetry import tracer
@@ -68,22 +67,9 @@ class ValidatorActivities:
 
     async def _judge(self, task: ValidationTask, kind: str, ids: list[str], prompt: str,
                      instructions: str = judge.JUDGE_INSTRUCTIONS) -> tuple[list[FailedCheck], TokenUsage]:
-        if not ids:
-            return [], TokenUsage()
-        answer = await ask_structured(
-            self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "validator"),
-            instructions=instructions,
-            prompt=prompt,
-            request_schema=judge.judgement_schema(ids),
-            answer_type=judge.Judgement,
-            max_tokens=60 * judge.MAX_PROBLEMS + 32,
-        )
-        if answer.value is None:
-            raise ApplicationError(f"the AI validator's answer for {task.step} was unreadable: {answer.schema_error}",
-                                   type="JudgeUnreadable")
-        known = set(ids)
-        problems = judge.Judgement(problems=[p for p in answer.value.problems if p.id in known])
-        return judge.to_failed_checks(kind, problems), answer.usage
+        return await judge.ask_judge(self.endpoint, self.settings,
+                                     LlmCall(task.run_id, task.step, task.attempt, "validator"), kind, ids, prompt,
+                                     instructions)
 
     async def _gate(self, task: ValidationTask, deterministic: Callable[[], list[FailedCheck]], ai: AiLayer
                     ) -> GateVerdict:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from temporalio.exceptions import ApplicationError
 
 from shared.contracts import (
     ContactEnrichment,
@@ -23,7 +24,10 @@ from shared.contracts import (
     InsightsOutput,
     OpportunityRecord,
     OpportunityRisk,
+    TokenUsage,
 )
+from shared.llm import LlmCall, ModelEndpoint, ask_structured
+from shared.settings import Settings
 
 T = TypeVar("T")
 MAX_PROBLEMS = 5
@@ -122,3 +126,21 @@ def to_failed_checks(kind: str, judgement: Judgement) -> list[FailedCheck]:
         FailedCheck(check="ai_review", record_id=p.id, reason=f"{kind} {p.id}: {p.reason}")
         for p in judgement.problems[:MAX_PROBLEMS]
     ]
+
+
+async def ask_judge(endpoint: ModelEndpoint, settings: Settings, call: LlmCall, kind: str, ids: list[str],
+                    prompt: str, instructions: str = JUDGE_INSTRUCTIONS) -> tuple[list[FailedCheck], TokenUsage]:
+    """One AI review: the problems the judge finds among ``ids``. An answer that cannot be read is an
+    infrastructure failure (raised, so Temporal retries it), never a rejection and never a pass."""
+    if not ids:
+        return [], TokenUsage()
+    answer = await ask_structured(
+        endpoint, settings, call, instructions=instructions, prompt=prompt, request_schema=judgement_schema(ids),
+        answer_type=Judgement, max_tokens=60 * MAX_PROBLEMS + 32,
+    )
+    if answer.value is None:
+        raise ApplicationError(f"the AI validator's answer for {call.step} was unreadable: {answer.schema_error}",
+                               type="JudgeUnreadable")
+    known = set(ids)
+    return to_failed_checks(kind, Judgement(problems=[p for p in answer.value.problems if p.id in known])), \
+        answer.usage
