@@ -467,6 +467,8 @@ class RunResult(Contract):
     report: Report
     report_json: ArtifactRef
     report_markdown: ArtifactRef
+    report_location: str = Field(default="", description="Where the Markdown report is, as the workers' store "
+                                 "sees it: an absolute path, whatever folder the client runs in.")
 
 
 class ReportRequest(Contract):

@@ -11,7 +11,7 @@ from shared.contracts import Branch, Contract, GateLayer, TokenUsage
 
 EventKind = Literal[
     "run_started", "ingest_done", "step_started", "step_succeeded", "gate_verdict", "retry_with_feedback",
-    "step_failed", "run_completed", "run_failed", "run_cancelled",
+    "step_failed", "run_completed", "run_failed", "run_cancelled", "activity_failed", "activity_retry",
 ]
 
 # The kinds after which a run announces nothing more. A terminated run or one that timed out publishes no last
@@ -36,6 +36,8 @@ class EventBody(Contract):
     summary: str | None = None
     usage: TokenUsage | None = None
     events_lost: int = 0
+    activity: str | None = Field(default=None, description="activity_failed, activity_retry: the activity.")
+    activity_attempt: int | None = Field(default=None, description="Its Temporal attempt (1, 2, 3 …).")
 
 
 class ProgressEvent(Contract):

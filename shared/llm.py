@@ -149,7 +149,8 @@ def _retry_after(value: str | None) -> timedelta | None:
 
 
 def _provider_failure(call: LlmCall, record: _LastResponse, detail: str) -> ApplicationError:
-    where = f"LLM call for {call.step} (attempt {call.attempt})"
+    tries = f", try {activity.info().attempt}" if activity.in_activity() else ""
+    where = f"LLM call for {call.step} (gate attempt {call.attempt}{tries})"
     if record.status == 429:
         delay = _retry_after(record.retry_after)
         return ApplicationError(

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
                     setattr(self, name, value)
         return self
 
+    def jaeger_link_configured(self) -> bool:
+        """A trace link is printed only where it can open something: a Jaeger URL set on purpose, or traces being
+        exported (to a collector whose UI the default URL most likely is)."""
+        return "jaeger_url" in self.model_fields_set or bool(
+            self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint)
+
     def resolved_provider(self) -> LlmProvider:
         """The provider in force: the explicit one, else the first whose credentials are present."""
         if self.llm_provider is not None:

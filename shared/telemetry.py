@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import StatusCode
 
 from shared.settings import Settings
 
@@ -47,6 +48,7 @@ class JsonLinesSpanExporter(SpanExporter):
                     "start": span.start_time,
                     "end": span.end_time,
                     "attributes": {k: _plain(v) for k, v in (span.attributes or {}).items()},
+                    "failed": span.status.status_code == StatusCode.ERROR,
                 }) + "\n")
         return SpanExportResult.SUCCESS
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -15,6 +16,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from shared.settings import Settings
@@ -47,6 +49,26 @@ async def connect(settings: Settings, *, wait: float = 30.0) -> Client:
             delay = min(delay * 2, 2.0)
 
 
+# The run and step an activity serves, set around each attempt (shared.activity_events), shown on its log lines.
+current_step: contextvars.ContextVar[str] = contextvars.ContextVar("tollgate_step", default="")
+
+
+def _where(record: logging.LogRecord) -> bool:
+    record.where = f"[{where}] " if (where := current_step.get()) else ""
+    return True
+
+
+def _one_line_failures(record: logging.LogRecord) -> bool:
+    """An activity that fails with an error of ours (a bad file, a spent retry) is one line that says why; the
+    SDK's traceback is kept for what we did not foresee."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, ApplicationError):
+        record.msg = f"{record.msg}: {error.type}: {error.message}"
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
 def configure_logging(service: str) -> None:
     """Logging for a service process, and its tracing when the environment asks for it."""
     from shared.settings import get_settings
@@ -54,9 +76,12 @@ def configure_logging(service: str) -> None:
     setup_tracing(get_settings(), service)
     logging.basicConfig(
         level=logging.INFO,
-        format=f"%(asctime)s {service} %(levelname)s %(message)s",
+        format=f"%(asctime)s {service} %(levelname)s %(where)s%(message)s",
         datefmt="%H:%M:%S",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_where)
+    activity.logger.logger.addFilter(_one_line_failures)
     # Agno logs every provider error at ERROR with a traceback; our activities report them once, as failures.
     logging.getLogger("agno").setLevel(logging.CRITICAL)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -73,13 +98,21 @@ async def serve(
     task_queue: str,
     activities: Sequence[Callable[..., Any]] = (),
     workflows: Sequence[type] = (),
+    announce_attempts: bool = False,
 ) -> None:
-    """Poll one task queue until SIGINT or SIGTERM, then finish in-flight tasks and exit."""
+    """Poll one task queue until SIGINT or SIGTERM, then finish in-flight tasks and exit. With
+    ``announce_attempts``, every failed or retried activity attempt is a progress event."""
+    from shared.activity_events import ActivityEvents
+    from shared.progress import ProgressPublisher
+
     client = await connect(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # a worker of analysis or validation steps announces their failed and retried attempts
+    publisher = ProgressPublisher(settings.redis_url, buffer_size=settings.progress_buffer_size) \
+        if announce_attempts else None
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
         worker = Worker(
             client,
@@ -89,11 +122,14 @@ async def serve(
             activity_executor=pool,
             max_concurrent_activities=settings.max_concurrent_activities,
             graceful_shutdown_timeout=timedelta(seconds=5),
+            interceptors=[ActivityEvents(publisher)] if publisher else [],
         )
         async with worker:
             log.info("serving task queue %s at %s", task_queue, settings.temporal_address)
             await stop.wait()
             log.info("stopping")
+    if publisher is not None:
+        await publisher.close()
     shutdown_tracing()
 
 

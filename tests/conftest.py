@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -9,9 +10,32 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
+from shared.settings import get_settings
 from shared.temporal import connect
-from tests.harness import Stack, make_stack, start_temporal
+from tests.harness import Stack, free_port, make_stack, start_redis, start_temporal
 from tests.scripted_llm import ScriptedLlm
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's own Redis on a free port, whether or not the machine runs one; every process a test starts
+    (and ``get_settings()`` in this one) finds it through TOLLGATE_REDIS_URL."""
+    port = free_port()
+    process = start_redis(port, tmp_path_factory.mktemp("redis"))
+    url = f"redis://127.0.0.1:{port}/0"
+    previous = os.environ.get("TOLLGATE_REDIS_URL")
+    os.environ["TOLLGATE_REDIS_URL"] = url
+    get_settings.cache_clear()
+    try:
+        yield url
+    finally:
+        if previous is None:
+            os.environ.pop("TOLLGATE_REDIS_URL", None)
+        else:
+            os.environ["TOLLGATE_REDIS_URL"] = previous
+        get_settings.cache_clear()
+        process.terminate()
+        process.wait(10)
 
 
 @pytest.fixture(scope="session")

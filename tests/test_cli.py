@@ -78,3 +78,17 @@ async def test_unreachable_temporal_is_a_clear_error(stack: Stack) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("tollgate: cannot reach Temporal at 127.0.0.1:1 (failed client connect); is the "
                                   "stack running?")
+
+
+async def test_the_cli_refuses_what_cannot_be_the_two_exports(stack: Stack, tmp_path: Path) -> None:
+    swapped = await tollgate(stack, "run", OPPORTUNITIES, CONTACTS)
+    assert swapped.returncode == 2
+    assert swapped.stderr == ("tollgate: the two files look swapped: crm_opportunities.csv has the opportunities' "
+                              "columns and crm_contacts.csv the contacts'; the contacts export comes first\n")
+    folder = await tollgate(stack, "run", str(tmp_path), OPPORTUNITIES)
+    assert folder.returncode == 2
+    assert folder.stderr == f"tollgate: {tmp_path} is a directory; give the CSV file itself\n"
+    missing = await tollgate(stack, "run", CONTACTS, str(tmp_path / "nope.csv"))
+    assert missing.returncode == 2 and "nope.csv: file not found" in missing.stderr
+    helped = await tollgate(stack, "run", "--help")
+    assert "first the contacts, with columns id, name, company, title, created_date" in helped.stdout

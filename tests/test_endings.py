@@ -153,3 +153,12 @@ async def test_a_step_that_times_out_names_the_step_the_activity_and_the_limit(
                              "attempts (its retry limit); the last attempt hit its "), reason
     assert "timeout" in reason
     assert len(scripted_llm.requests_for(run_id, "opportunities/chunk-00000", "opportunity-risk")) == 2
+    # the struggle was visible while it lasted: each attempt's failure and the retry are progress events
+    events = await events_of(stack.settings.redis_url, run_id, within=20)
+    retried = [e for e in events if e.kind == "activity_retry" and e.step == "opportunities/chunk-00000"]
+    assert [(e.body.activity, e.body.activity_attempt) for e in retried] == [("assess_opportunity_chunk", 2)]
+    failed = [e for e in events if e.kind == "activity_failed" and e.step == "opportunities/chunk-00000"]
+    assert failed and all("(gate attempt 1, try " in (e.body.summary or "") for e in failed)
+    status = await tollgate_cli(stack.env, "status", run_id)
+    assert "opportunities: 0/1 chunks done, 0 rejections, 0 retries, " in status.stdout
+    assert "failed attempts" in status.stdout

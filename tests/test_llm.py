@@ -67,7 +67,7 @@ async def test_provider_failures_map_to_retry_behaviour(scripted_llm: ScriptedLl
     assert caught.value.type == error_type
     assert caught.value.non_retryable is non_retryable
     assert caught.value.next_retry_delay == delay
-    assert "contacts/chunk-00000 (attempt 1)" in caught.value.message
+    assert "contacts/chunk-00000 (gate attempt 1)" in caught.value.message
 
 
 async def test_malformed_answer_is_returned_as_a_schema_error(scripted_llm: ScriptedLlm) -> None:

@@ -152,9 +152,13 @@ def test_dev_starts_runs_a_workflow_refuses_a_twin_and_stops_clean(tmp_path: Pat
             dev.kill()
 
 
+def redis_port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
 def test_dev_refuses_a_port_taken_by_someone_else(tmp_path: Path, scripted_llm: ScriptedLlm,
-                                                  temporal_address: str) -> None:
-    env = dev_env(tmp_path, scripted_llm, 6379)
+                                                  temporal_address: str, redis_url: str) -> None:
+    env = dev_env(tmp_path, scripted_llm, redis_port(redis_url))
     env["TOLLGATE_TEMPORAL_ADDRESS"] = temporal_address  # the test session's own Temporal holds it
     dev = tollgate("dev", env=env, cwd=tmp_path)
     out, _ = dev.communicate(timeout=60)
@@ -163,12 +167,12 @@ def test_dev_refuses_a_port_taken_by_someone_else(tmp_path: Path, scripted_llm: 
     assert f"port {port} is already in use, so a Temporal dev server cannot start there" in out
 
 
-def test_killed_dev_supervisor_leaves_no_orphans(tmp_path: Path, scripted_llm: ScriptedLlm) -> None:
-    dev = tollgate("dev", env=dev_env(tmp_path, scripted_llm, 6379), cwd=tmp_path)
+def test_killed_dev_supervisor_leaves_no_orphans(tmp_path: Path, scripted_llm: ScriptedLlm, redis_url: str) -> None:
+    dev = tollgate("dev", env=dev_env(tmp_path, scripted_llm, redis_port(redis_url)), cwd=tmp_path)
     try:
         wait_for_line(dev, "tollgate dev | ready:", 90)
         children = children_of(dev.pid)
-        assert len(children) == 4  # temporal, orchestrator, analyzer, validator; the machine's Redis is reused
+        assert len(children) == 4  # temporal, orchestrator, analyzer, validator; the running Redis is reused
         dev.kill()  # SIGKILL: no chance to clean up, the children must notice on their own
         dev.wait(10)
         assert_all_exit(children, within=20)

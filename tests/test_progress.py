@@ -16,7 +16,8 @@ from services.orchestrator.cli import start_run
 from services.orchestrator.watch import follow
 from shared.events import ProgressEvent
 from shared.temporal import connect
-from tests.harness import ARTICLE, Stack, free_port, make_stack, tollgate_cli, wait_for_port
+from tests import harness
+from tests.harness import ARTICLE, Stack, free_port, make_stack, tollgate_cli
 from tests.scripted_llm import ScriptedLlm
 
 
@@ -103,10 +104,7 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[int, list[subprocess.Popen[bytes
 
 
 def start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "yes", "--dir", str(folder)], stdout=subprocess.DEVNULL)
-    wait_for_port(port, 10, process)
-    return process
+    return harness.start_redis(port, folder, appendonly=True)  # it must come back with what it had on disk
 
 
 async def test_redis_outage_loses_nothing(temporal_address: str, scripted_llm: ScriptedLlm, run_id: str,

@@ -1,8 +1,9 @@
-"""The documented FastStream consumer, against the machine's Redis, and the committed AsyncAPI document."""
+"""The documented FastStream consumer, against the session's own Redis, and the committed AsyncAPI document."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -14,9 +15,11 @@ from shared.settings import get_settings
 from tests.harness import ROOT
 
 
-async def test_example_consumer_group_receives_and_acknowledges() -> None:
+async def test_example_consumer_group_receives_and_acknowledges(redis_url: str) -> None:
     run_id = f"consumer-{uuid.uuid4().hex[:8]}"
+    importlib.reload(example)  # its broker reads TOLLGATE_REDIS_URL at import: the session's own Redis
     publisher = ProgressPublisher(get_settings().redis_url)
+    assert get_settings().redis_url == redis_url
     await example.broker.start()
     try:
         verdict = EventBody(passed=False, layer="ai", reasons=["a reason"])

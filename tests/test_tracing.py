@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import re
 import time
 from pathlib import Path
 
 import pytest
 
+from services.orchestrator.trace_view import SpanRecord, waterfall
 from shared.settings import Settings
 from shared.telemetry import setup_tracing, tracing_enabled
 from tests.harness import ARTICLE, make_stack, tollgate_cli
@@ -132,7 +134,23 @@ async def test_offline_trace_waterfall(temporal_address: str, scripted_llm: Scri
     run_activity = lines[chat - 1]
     assert run_activity.lstrip().startswith("RunActivity:")
     assert len(lines[chat]) - len(lines[chat].lstrip()) == len(run_activity) - len(run_activity.lstrip()) + 2
-    assert " tokens " in lines[chat] and " ms |" in lines[chat]
+    assert re.search(r" \d+\+\d+ tok +\d+\.\d ms \|", lines[chat]), lines[chat]  # tokens, never clipped
+    assert all(line.endswith("|") for line in lines[:-1])  # every bar whole, however long the name
+    assert lines[-1] == f"run {run_id}: 0 failed span(s)"
+
+
+def test_the_waterfall_marks_failed_spans_and_a_failed_run() -> None:
+    def span(span_id: str, parent: str | None, name: str, failed: bool = False, **attributes: object) -> SpanRecord:
+        return SpanRecord("t1", span_id, parent, name, "svc", 0 if parent is None else 10, 100, dict(attributes),
+                          failed)
+
+    long_name = "RunActivity:" + "x" * 150
+    spans = [span("1", None, "RunWorkflow:CrmAnalysisWorkflow", True, temporalWorkflowID="r1"),
+             span("2", "1", long_name, True, **{"tollgate.run_id": "r1"})]
+    lines = waterfall(spans, "r1")
+    assert lines[0].startswith("✗ RunWorkflow:CrmAnalysisWorkflow") and lines[1].lstrip().startswith("✗ RunActivity:")
+    assert all(line.endswith("|") for line in lines[:2])
+    assert lines[-1] == "run r1: 2 failed span(s), the run failed"
 
 
 def test_no_endpoint_means_no_tracing(monkeypatch: pytest.MonkeyPatch) -> None:

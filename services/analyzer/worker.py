@@ -19,6 +19,7 @@ def main() -> None:
         serve(
             settings,
             task_queue=settings.analyzer_queue,
+            announce_attempts=True,
             activities=[
                 activities.ingest_exports,
                 activities.enrich_contact_chunk,

@@ -86,6 +86,11 @@ def ui_link(settings: Settings, run_id: str) -> str:
     return f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{run_id}"
 
 
+def report_location(result: RunResult, settings: Settings) -> str:
+    """The report's absolute location as the workers wrote it (a run from before it was recorded: resolved here)."""
+    return result.report_location or str(Path(settings.artifact_root).resolve() / result.report_markdown.key)
+
+
 def summary_lines(report: Report, result: RunResult, settings: Settings) -> list[str]:
     c, o, s, g = report.facts.contacts, report.facts.opportunities, report.summary, report.gates
     layers = ", ".join(f"{x.layer} {x.rejections}" for x in g.rejections_by_layer)
@@ -102,7 +107,7 @@ def summary_lines(report: Report, result: RunResult, settings: Settings) -> list
         f"${report.usage.cost_usd:.4f}",
         "insights:",
         *[f"  {n}. {i.insight.title}: {i.insight.text}" for n, i in enumerate(report.insights, 1)],
-        f"report: {settings.artifact_root / result.report_markdown.key}",
+        f"report: {report_location(result, settings)}",
     ]
     return lines
 
@@ -111,9 +116,26 @@ def _emit(lines: Sequence[str]) -> None:
     print("\n".join(lines), flush=True)
 
 
+async def _live_result(handle: WorkflowHandle[object, RunResult], settings: Settings) -> RunResult:
+    """The run's result, with a live line of its progress meanwhile (chunks, rejections, failed attempts)."""
+    from rich.console import Console
+
+    from services.orchestrator.watch import tally
+
+    waiting = asyncio.ensure_future(handle.result())
+    with Console(stderr=True).status(f"run {handle.id} is starting") as line:
+        while not waiting.done():
+            await asyncio.wait([waiting], timeout=2)
+            counts = "; ".join(await tally(settings.redis_url, handle.id))
+            if counts:
+                line.update(f"run {handle.id}: {counts}")
+    return await waiting
+
+
 async def _await_result(handle: WorkflowHandle[object, RunResult], settings: Settings, as_json: bool) -> None:
     try:
-        result = await handle.result()
+        live = sys.stderr.isatty() and not as_json
+        result = await (_live_result(handle, settings) if live else handle.result())
     except WorkflowFailureError as error:
         raise CliError(f"run {handle.id} {run_ending(error)}") from None
     if as_json:
@@ -122,11 +144,35 @@ async def _await_result(handle: WorkflowHandle[object, RunResult], settings: Set
         _emit(summary_lines(result.report, result, settings))
 
 
-def run_request(settings: Settings, contacts: Path, opportunities: Path, run_id: str) -> RunRequest:
-    """The workflow's input: absolute paths, which every worker reads from the shared filesystem."""
+CONTACT_COLUMNS = ("id", "name", "company", "title", "created_date")
+OPPORTUNITY_COLUMNS = ("id", "name", "stage", "amount", "contact_id", "close_date")
+
+
+def _header(path: Path) -> set[str]:
+    with path.open("rb") as handle:
+        first = handle.readline(64 * 1024).decode("utf-8", errors="replace").lstrip("\ufeff")
+    return {name.strip().strip('"') for name in first.strip().split(",")}
+
+
+def check_exports(contacts: Path, opportunities: Path) -> None:
+    """Refuse, before a run starts, what cannot be the two exports: a missing file, a directory, or the two files
+    given the wrong way round (recognised by their headers). Everything else is the ingest step's to judge."""
     for path in (contacts, opportunities):
+        if path.is_dir():
+            raise CliError(f"{path} is a directory; give the CSV file itself", EXIT_USAGE)
         if not path.is_file():
             raise CliError(f"{path}: file not found", EXIT_USAGE)
+    contact_header, deal_header = _header(contacts), _header(opportunities)
+    looks_like_deals = {"stage", "amount"} <= contact_header and "title" not in contact_header
+    looks_like_contacts = "title" in deal_header and not {"stage", "amount"} & deal_header
+    if looks_like_deals and looks_like_contacts:
+        raise CliError(f"the two files look swapped: {contacts.name} has the opportunities' columns and "
+                       f"{opportunities.name} the contacts'; the contacts export comes first", EXIT_USAGE)
+
+
+def run_request(settings: Settings, contacts: Path, opportunities: Path, run_id: str) -> RunRequest:
+    """The workflow's input: absolute paths, which every worker reads from the shared filesystem."""
+    check_exports(contacts, opportunities)
     return RunRequest(run_id=run_id, contacts_path=str(contacts.resolve()),
                       opportunities_path=str(opportunities.resolve()), options=run_options(settings))
 
@@ -149,6 +195,7 @@ async def start_run(client: Client, settings: Settings, contacts: Path, opportun
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
+    check_exports(Path(args.contacts), Path(args.opportunities))  # before anything connects anywhere
     client = await _client(settings)
     run_id = args.run_id or f"crm-{uuid.uuid4().hex[:12]}"
     # The root of the run's trace: Temporal's interceptor hangs the workflow and every step below it.
@@ -158,7 +205,8 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     out = sys.stderr if args.json else sys.stdout
     print(f"run {run_id} started\nTemporal UI: {ui_link(settings, run_id)}", file=out, flush=True)
     if trace_id:
-        print(f"trace {trace_id}: {settings.jaeger_url}/trace/{trace_id}", file=out, flush=True)
+        link = f": {settings.jaeger_url}/trace/{trace_id}" if settings.jaeger_link_configured() else ""
+        print(f"trace {trace_id}{link}", file=out, flush=True)
     try:
         if args.follow:
             await _follow(client, settings, run_id)
@@ -177,7 +225,8 @@ async def _follow(client: Client, settings: Settings, run_id: str) -> None:
     async def run_status() -> str:
         return (await _describe(client, run_id))[1]
 
-    if await watch(settings.redis_url, run_id, jaeger_url=settings.jaeger_url, run_status=run_status) != 0:
+    link = settings.jaeger_url if settings.jaeger_link_configured() else None
+    if await watch(settings.redis_url, run_id, jaeger_url=link, run_status=run_status) != 0:
         raise CliError(f"run {run_id} did not complete: {await _ending(client, run_id)}")
 
 
@@ -251,9 +300,14 @@ async def cmd_result(args: argparse.Namespace, settings: Settings) -> None:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="tollgate", description="Durable CRM analysis with validation gates.")
     sub = root.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="start a run over a contacts and an opportunities CSV export")
-    run.add_argument("contacts")
-    run.add_argument("opportunities")
+    run = sub.add_parser(
+        "run", help="start a run over a contacts and an opportunities CSV export",
+        description="Start a run over two CSV exports (UTF-8, a header row): first the contacts, with columns "
+        f"{', '.join(CONTACT_COLUMNS)}; then the opportunities, with columns {', '.join(OPPORTUNITY_COLUMNS)}. "
+        "Extra columns are kept. Example: tollgate run examples/data/article/crm_contacts.csv "
+        "examples/data/article/crm_opportunities.csv --wait")
+    run.add_argument("contacts", help=f"the contacts export (columns: {', '.join(CONTACT_COLUMNS)})")
+    run.add_argument("opportunities", help=f"the opportunities export (columns: {', '.join(OPPORTUNITY_COLUMNS)})")
     run.add_argument("--wait", action="store_true", help="wait for the report and print its summary")
     run.add_argument("--json", action="store_true", help="with --wait: print the whole report as JSON on stdout")
     run.add_argument("--run-id", help="the run's id (default: a new one)")

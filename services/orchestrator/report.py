@@ -156,4 +156,5 @@ class ReportActivities:
         json_ref = self.store.write_bytes(f"{base}/report.json", report.model_dump_json(indent=2).encode())
         md_ref = self.store.write_bytes(f"{base}/report.md",
                                         render_markdown(report, contacts, opportunities).encode())
-        return RunResult(report=report, report_json=json_ref, report_markdown=md_ref)
+        return RunResult(report=report, report_json=json_ref, report_markdown=md_ref,
+                         report_location=str(self.store.path(md_ref)))

@@ -19,6 +19,7 @@ class SpanRecord:
     start: int
     end: int
     attributes: dict[str, Any]
+    failed: bool = False
     children: list[SpanRecord] = field(default_factory=list)
 
 
@@ -29,7 +30,8 @@ def load_spans(directory: Path) -> list[SpanRecord]:
             if line.strip():
                 row = json.loads(line)
                 spans.append(SpanRecord(row["trace_id"], row["span_id"], row["parent_id"], row["name"],
-                                        row["service"] or path.stem, row["start"], row["end"], row["attributes"]))
+                                        row["service"] or path.stem, row["start"], row["end"], row["attributes"],
+                                        bool(row.get("failed"))))
     return spans
 
 
@@ -39,8 +41,12 @@ def _belongs(span: SpanRecord, run_id: str) -> bool:
         f"{run_id}.")
 
 
+LABEL_LIMIT = 110  # a longer label is cut; the columns after it (tokens, time, bar) never are
+
+
 def waterfall(spans: list[SpanRecord], run_id: str, width: int = 40) -> list[str]:
-    """One line per span of the run's trace(s), children under parents, a bar placing it in time."""
+    """One line per span of the run's trace(s), children under parents: the span, its attempt, the tokens of an LLM
+    call, a failure mark, the duration and a bar placing it in time. Ends with the run's outcome."""
     traces = {s.trace_id for s in spans if _belongs(s, run_id)}
     mine = {s.span_id: s for s in spans if s.trace_id in traces}
     roots: list[SpanRecord] = []
@@ -51,23 +57,30 @@ def waterfall(spans: list[SpanRecord], run_id: str, width: int = 40) -> list[str
         return []
     origin = min(s.start for s in mine.values())
     total = max(max(s.end for s in mine.values()) - origin, 1)
-    lines: list[str] = []
+    rows: list[tuple[str, str, str, str]] = []
 
-    def draw(span: SpanRecord, depth: int) -> None:
+    def collect(span: SpanRecord, depth: int) -> None:
         left = int((span.start - origin) / total * width)
         length = max(1, int((span.end - span.start) / total * width))
         bar = " " * left + "█" * min(length, width - left) + " " * max(0, width - left - length)
-        label = f"{'  ' * depth}{span.name} [{span.service}]"
+        label = f"{'  ' * depth}{'✗ ' if span.failed else ''}{span.name} [{span.service}]"
         attempt = span.attributes.get("tollgate.attempt")
         if attempt is not None:
             label += f" attempt {attempt}"
         tokens = span.attributes.get("gen_ai.usage.output_tokens")
-        if tokens is not None:
-            label += f" {span.attributes.get('gen_ai.usage.input_tokens')}+{tokens} tokens"
-        lines.append(f"{label:<78.78} {(span.end - span.start) / 1e6:9.1f} ms |{bar}|")
+        usage = f"{span.attributes.get('gen_ai.usage.input_tokens')}+{tokens} tok" if tokens is not None else ""
+        rows.append((label[:LABEL_LIMIT], usage, f"{(span.end - span.start) / 1e6:9.1f} ms", bar))
         for child in span.children:
-            draw(child, depth + 1)
+            collect(child, depth + 1)
 
     for root in roots:
-        draw(root, 0)
+        collect(root, 0)
+    name_width = max(len(row[0]) for row in rows)
+    usage_width = max(len(row[1]) for row in rows)
+    lines = [f"{label:<{name_width}}  {usage:>{usage_width}} {duration} |{bar}|"
+             for label, usage, duration, bar in rows]
+    failed = [s for s in mine.values() if s.failed]
+    lines.append(f"run {run_id}: {len(failed)} failed span(s), the run failed" if any(
+        s.failed and s.name.startswith("RunWorkflow:") and s.attributes.get("temporalWorkflowID") == run_id
+        for s in failed) else f"run {run_id}: {len(failed)} failed span(s)")
     return lines

@@ -74,6 +74,7 @@ class BranchTally:
     done: int = 0
     rejections: int = 0
     retries: int = 0
+    failed_attempts: int = 0  # activity attempts that failed or timed out (Temporal retried them)
     task: TaskID | None = None
 
 
@@ -82,7 +83,7 @@ class Watcher:
     """Turns events into progress bars per branch and one line per gate verdict."""
 
     console: Console
-    jaeger_url: str = "http://127.0.0.1:16686"
+    jaeger_url: str | None = None  # a trace link only where one is configured
     branches: dict[str, BranchTally] = field(default_factory=dict)
     progress: Progress | None = None
 
@@ -99,7 +100,8 @@ class Watcher:
         tally = self._tally(branch)
         if self.progress is None:
             return
-        label = f"{branch:<13} {tally.rejections} rejected, {tally.retries} retried"
+        label = f"{branch:<13} {tally.rejections} rejected, {tally.retries} retried" + (
+            f", {tally.failed_attempts} failed attempts" if tally.failed_attempts else "")
         if tally.task is None:
             tally.task = self.progress.add_task(label, total=tally.chunks or None)
         self.progress.update(tally.task, completed=tally.done, total=tally.chunks or None, description=label)
@@ -110,7 +112,8 @@ class Watcher:
         if event.kind == "run_started":
             self.line(f"#{event.seq} run {event.run_id} started")
             if event.trace_id:
-                self.line(f"trace {event.trace_id}: {self.jaeger_url}/trace/{event.trace_id}")
+                link = f": {self.jaeger_url}/trace/{event.trace_id}" if self.jaeger_url else ""
+                self.line(f"trace {event.trace_id}{link}")
         elif event.kind == "ingest_done":
             for plan in event.body.plans:
                 self._tally(plan.branch).chunks = plan.chunks
@@ -141,9 +144,17 @@ class Watcher:
             self.line(f"#{event.seq} run failed at {event.step or 'start'}: {event.body.summary}")
         elif event.kind == "run_cancelled":
             self.line(f"#{event.seq} run cancelled at {event.step or 'start'}")
+        elif event.kind == "activity_failed":
+            self.line(f"#{event.seq} {event.step}: {event.body.summary}")
+            if event.branch or event.step == "insights":
+                self._tally(branch).failed_attempts += 1
+                self._refresh(branch)
+        elif event.kind == "activity_retry":
+            self.line(f"#{event.seq} {event.step}: {event.body.summary}")
 
     def totals(self) -> list[str]:
         return [f"{name}: {t.done}/{t.chunks} chunks done, {t.rejections} rejections, {t.retries} retries"
+                + (f", {t.failed_attempts} failed attempts" if t.failed_attempts else "")
                 for name, t in self.branches.items()]
 
 
@@ -166,7 +177,7 @@ async def tally(redis_url: str, run_id: str) -> list[str]:
 
 
 async def watch(redis_url: str, run_id: str, console: Console | None = None,
-                jaeger_url: str = "http://127.0.0.1:16686", run_status: RunStatus | None = None) -> int:
+                jaeger_url: str | None = None, run_status: RunStatus | None = None) -> int:
     """Print the run's progress until it ends, however it ends; 0 when it completed, 1 otherwise."""
     console = console or Console()
     redis: Redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)

@@ -176,7 +176,7 @@ class CrmAnalysisWorkflow:
             raise
         report = result.report
         await announce(request.run_id, "run_completed", body=EventBody(
-            report=result.report_markdown.key, usage=report.usage,
+            report=result.report_location or result.report_markdown.key, usage=report.usage,
             summary=f"{report.summary.enriched_contacts} contacts enriched, {report.summary.assessed_opportunities} "
             f"opportunities assessed, {len(report.insights)} insights; "
             f"{sum(x.rejections for x in report.gates.rejections_by_layer)} gate rejections"))

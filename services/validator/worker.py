@@ -19,6 +19,7 @@ def main() -> None:
         serve(
             settings,
             task_queue=settings.validator_queue,
+            announce_attempts=True,
             activities=[
                 activities.validate_contact_chunk,
                 activities.validate_opportunity_chunk,
