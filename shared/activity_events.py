@@ -76,4 +76,7 @@ class _Inbound(ActivityInboundInterceptor):
                 message = getattr(error, "message", None) or str(error) or type(error).__name__
                 self._announce(task, "activity_failed", f"{info.activity_type} attempt {info.attempt} failed: "
                                f"{message}")
+            elif (details := activity.cancellation_details()) is not None and (details.timed_out or details.not_found):
+                # the server gave up on this attempt (its timeout passed; a heartbeat told the worker): a failure
+                self._announce(task, "activity_failed", f"{info.activity_type} attempt {info.attempt} timed out")
             raise

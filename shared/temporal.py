@@ -62,7 +62,11 @@ def _one_line_failures(record: logging.LogRecord) -> bool:
     """An activity that fails with an error of ours (a bad file, a spent retry) is one line that says why; the
     SDK's traceback is kept for what we did not foresee."""
     error = record.exc_info[1] if record.exc_info else None
-    if isinstance(error, ApplicationError):
+    if isinstance(error, asyncio.CancelledError):
+        record.msg = f"{record.msg}: cancelled ({error})"
+        record.exc_info = None
+        record.exc_text = None
+    elif isinstance(error, ApplicationError):
         record.msg = f"{record.msg}: {error.type}: {error.message}"
         record.exc_info = None
         record.exc_text = None
