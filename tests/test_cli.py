@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
-from tests.harness import ARTICLE, Stack, tollgate_cli
+from tests.harness import ARTICLE, ROOT, Stack, tollgate_cli
 from tests.scripted_llm import ScriptedLlm
 
 CONTACTS = str(ARTICLE / "crm_contacts.csv")
@@ -24,6 +27,10 @@ async def test_run_wait_prints_the_summary_and_ui_link(stack: Stack, run_id: str
     assert f"/namespaces/default/workflows/{run_id}" in done.stdout
     assert "contacts 5 at 3 companies (top: Acme Corp, 3)" in done.stdout
     assert "open pipeline $75,000, won $80,000, win rate 100.0% by value, 100.0% by count" in done.stdout
+    # the report's path is absolute, wherever the workers run and this command was typed
+    report = stack.settings.artifact_root / "runs" / run_id / "report" / "report.md"
+    assert f"report: {report.resolve()}" in done.stdout
+    assert "16686" not in done.stdout  # no trace link: no trace endpoint or Jaeger URL is configured
 
     status = await tollgate(stack, "status", run_id)
     assert status.returncode == 0 and f"run {run_id}: completed" in status.stdout
@@ -92,3 +99,17 @@ async def test_the_cli_refuses_what_cannot_be_the_two_exports(stack: Stack, tmp_
     assert missing.returncode == 2 and "nope.csv: file not found" in missing.stderr
     helped = await tollgate(stack, "run", "--help")
     assert "first the contacts, with columns id, name, company, title, created_date" in " ".join(helped.stdout.split())
+
+
+async def test_run_wait_on_a_terminal_shows_a_live_line(stack: Stack, scripted_llm: ScriptedLlm, run_id: str) -> None:
+    scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["slow:2.5"])
+    command = shlex.join([sys.executable, "-m", "services.orchestrator.cli", "run", CONTACTS, OPPORTUNITIES,
+                          "--wait", "--run-id", run_id])
+    # `script` gives the command a terminal, as a user's shell would
+    done = await asyncio.to_thread(subprocess.run, ["script", "-qec", command, "/dev/null"], env=stack.env,
+                                   cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout
+    assert f"run {run_id} is starting" in done.stdout or f"run {run_id}: contacts: " in done.stdout
+    assert f"run {run_id}: contacts: " in done.stdout  # the tally, while the slow step runs
+    piped = await tollgate(stack, "result", run_id)  # not a terminal: no live line, only the summary
+    assert "is starting" not in piped.stdout + piped.stderr

@@ -186,6 +186,12 @@ async def test_bad_csv_fails_fast_naming_file_row_and_column(client: Client, sta
     history = await handle.fetch_history()
     started = [e for e in history.events if e.HasField("activity_task_started_event_attributes")]
     assert len(started) == 1 and started[0].activity_task_started_event_attributes.attempt == 1
+    # the user's own bad input is one line in the service log, with the run and the step, not a traceback
+    lines = stack.log_text().splitlines()
+    [at] = [i for i, line in enumerate(lines) if f"[{run_id} ingest]" in line or (
+        run_id in line and "BadInput: opps.csv, row 1, column 'amount'" in line)]
+    assert "Completing activity as failed: BadInput: opps.csv, row 1, column 'amount'" in lines[at]
+    assert not lines[at + 1].startswith("Traceback") if at + 1 < len(lines) else True
 
 
 async def test_duplicate_run_id_is_refused(client: Client, stack: Stack, run_id: str) -> None:
