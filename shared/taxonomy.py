@@ -71,13 +71,14 @@ FALSE_FRIENDS: tuple[tuple[str, frozenset[Seniority], frozenset[Department]], ..
     ("process owner", frozenset({"mid", "senior"}), frozenset()),
     ("account executive", frozenset({"mid"}), frozenset({"sales"})),
 )
-MANAGEMENT = re.compile(r"\b(vice president|head|director)\b")
+MANAGEMENT = re.compile(r"\b(vice president|head|director|general manager)\b")
 SENIOR_IC = re.compile(
     r"\b(senior|lead|principal|chief (?:architect|engineer|scientist)"
     r"|staff (?:engineer|software|scientist|developer|designer|architect|data|product|machine|security))\b"
 )
 JUNIOR = re.compile(r"\b(junior|intern|internship|trainee|apprentice|student|graduate|entry level)\b")
-JUNIOR_OR_MID = re.compile(r"\b(assistant|associate)\b")
+# Entry-level words: the title is junior unless it says more (a 'Senior Associate' is senior).
+JUNIOR_OR_MID = re.compile(r"\b(assistant|associate|coordinator|representative|clerk|receptionist|agent)\b")
 MANAGER = re.compile(r"\bmanager\b")
 DEPARTMENT_WORDS: dict[Department, re.Pattern[str]] = {
     "engineering": re.compile(
@@ -131,8 +132,10 @@ def describe(values: frozenset[str] | frozenset[bool]) -> str:
 
 
 def title_rule(title: str) -> TitleRule:
-    """What a title allows. Decision makers: executives and management (VP, Head, Director) always; juniors,
-    individual contributors and titles without a rank word never; a manager's is judgement."""
+    """What a title allows. Seniority: a title without a rank word is mid (an experienced professional); an
+    entry-level word (Assistant, Associate, Coordinator, Representative …) makes it junior or mid; a manager is mid
+    or senior. Decision makers are the people who sign: executives and management (VP, Head, Director, General
+    Manager) always; everyone else never, managers included (they influence a purchase, their director decides)."""
     key = title_key(title)
     if not key:
         return TitleRule(key, frozenset({"unknown"}), frozenset({"unknown"}), frozenset({False}), "a blank title")
@@ -165,17 +168,17 @@ def title_rule(title: str) -> TitleRule:
     if m := MANAGEMENT.search(masked):
         return TitleRule(key, frozenset({"senior"}), department, frozenset({True}), f"'{m.group(0)}'")
     if m := SENIOR_IC.search(masked):
-        deciding = frozenset({True, False}) if MANAGER.search(masked) else frozenset({False})
-        return TitleRule(key, frozenset({"senior"}), department, deciding, f"'{m.group(0)}'")
+        return TitleRule(key, frozenset({"senior"}), department, frozenset({False}), f"'{m.group(0)}'")
     if m := JUNIOR.search(masked):
         return TitleRule(key, frozenset({"junior"}), department, frozenset({False}), f"'{m.group(0)}'")
     if m := JUNIOR_OR_MID.search(masked):
         return TitleRule(key, frozenset({"junior", "mid"}), department, frozenset({False}), f"'{m.group(0)}'",
                          usual="junior")
-    if m := MANAGER.search(masked):
-        return TitleRule(key, frozenset({"mid", "senior"}), department, frozenset({True, False}), "'manager'",
+    if MANAGER.search(masked):
+        return TitleRule(key, frozenset({"mid", "senior"}), department, frozenset({False}), "'manager'",
                          usual="mid")
-    return TitleRule(key, frozenset({"mid", "junior"}), department, frozenset({False}), "no rank word", usual="mid")
+    return TitleRule(key, frozenset({"mid"}), department, frozenset({False}), "no rank word: an experienced "
+                     "professional")
 
 
 # --- stages and the risk of an open deal ---------------------------------------------------------------------

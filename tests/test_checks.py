@@ -65,6 +65,14 @@ def contact_failures(title: str, seniority: str, department: str, maker: bool) -
         ("Software Engineer", "mid", "engineering", False, []),
         ("Software Engineer", "senior", "engineering", False, ["title_seniority"]),
         ("Software Engineer", "mid", "engineering", True, ["decision_maker"]),
+        ("Software Engineer", "junior", "engineering", False, ["title_seniority"]),  # no entry-level word
+        ("Junior Software Engineer", "junior", "engineering", False, []),
+        ("Sales Development Rep", "junior", "sales", False, []),
+        ("Sales Development Rep", "senior", "sales", False, ["title_seniority"]),
+        ("Engineering Manager", "senior", "engineering", False, []),
+        ("Engineering Manager", "mid", "engineering", True, ["decision_maker"]),  # managers influence, do not sign
+        ("General Manager", "senior", "operations", True, []),
+        ("General Manager", "senior", "operations", False, ["decision_maker"]),
         ("Principal Engineer", "senior", "engineering", False, []),
         ("Principal Engineer", "mid", "engineering", False, ["title_seniority"]),
         ("Staff Software Engineer", "senior", "engineering", False, []),
@@ -117,14 +125,15 @@ def test_title_rule_reasons_say_what_is_allowed_and_why() -> None:
 
 
 def test_the_same_title_gets_the_same_labels() -> None:
-    records = [contact("1", "Data Analyst"), contact("2", "data  analyst"), contact("3", "Financial Analyst")]
+    records = [contact("1", "Engineering Manager"), contact("2", "engineering  manager"),
+               contact("3", "Financial Analyst")]
     same = ContactChunkOutput(enrichments=[label("1", "mid", False, "engineering"),
                                            label("2", "mid", False, "engineering"),
-                                           label("3", "junior", False, "finance")])
+                                           label("3", "mid", False, "finance")])
     assert checks.check_contacts(records, same) == []
     split = ContactChunkOutput(enrichments=[label("1", "mid", False, "engineering"),
-                                            label("2", "junior", False, "engineering"),
-                                            label("3", "junior", False, "finance")])
+                                            label("2", "senior", False, "engineering"),
+                                            label("3", "mid", False, "finance")])
     [failure] = checks.check_contacts(records, split)
     assert failure.check == "inconsistent_title" and failure.record_id == "2"
 

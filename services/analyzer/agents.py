@@ -197,11 +197,11 @@ CONTACT_INSTRUCTIONS = """You label CRM contacts by their job title. Each contac
 ("allowed"): choose every label within it.
 - seniority: executive for C-level, founders and presidents; senior for VP, Head, Director and for Senior, Lead,
   Principal or Staff titles; mid for an experienced professional or a manager; junior for entry level (Junior,
-  Intern, Assistant, Associate, Coordinator, Representative).
+  Intern, Assistant, Associate, Coordinator, Representative), unless the title says more.
 - department: the function the title names (engineering, sales, marketing, finance, hr, operations, product,
   support, legal); executive only for a chief executive, founder or president; other when no function fits.
-- decision_maker: true for executives and for VP, Head and Director titles; false for individual contributors,
-  juniors and assistants; for a manager, true only when the title says they run a department.
+- decision_maker: true for executives and for VP, Head and Director titles (they sign); false for everyone else,
+  managers included (they influence a purchase, their director decides).
 - rationale: the title's own rank word and function, at most five words (for example "Manager; marketing").
 Answer every id exactly once, only the ids given. Reply with JSON only."""
 
