@@ -220,7 +220,8 @@ def answer(request: Request, behaviour: str) -> str:
     if request.agent == "validator":
         if behaviour == "ai_reject":
             schema = request.body["response_format"]["json_schema"]["schema"]
-            ids = schema["$defs"]["Problem"]["properties"]["id"]["enum"]
+            id_schema = schema["$defs"]["Problem"]["properties"]["id"]
+            ids = id_schema.get("enum") or [id_schema["const"]]  # a sample of one is a const
             return json.dumps({"problems": [{"id": ids[0], "reason": "the rationale does not fit the record"}]})
         return json.dumps({"problems": []})
     raise ValueError(f"no scripted answer for agent {request.agent!r}")

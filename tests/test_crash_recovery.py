@@ -27,7 +27,7 @@ def own_stack(temporal_address: str, scripted_llm: ScriptedLlm, tmp_path: Path) 
 async def test_killed_analyzer_resumes_without_redoing_completed_steps(
         own_stack: Stack, scripted_llm: ScriptedLlm, run_id: str, tmp_path: Path) -> None:
     contacts = tmp_path / "contacts.csv"
-    rows = [f"{i},Person {i},Company {i % 5},Engineer,2024-01-01" for i in range(1, CHUNKS * 4 + 1)]
+    rows = [f"{i},Person {i},Company {i % 5},Engineering Manager,2024-01-01" for i in range(1, CHUNKS * 4 + 1)]
     contacts.write_text("id,name,company,title,created_date\n" + "\n".join(rows) + "\n")
     for index in range(CHUNKS):
         scripted_llm.script(run_id, f"contacts/chunk-{index:05d}", "contact-enricher", ["slow:0.6"])

@@ -31,7 +31,7 @@ OPPORTUNITIES = ARTICLE / "crm_opportunities.csv"
 
 
 def write_contacts(path: Path, count: int) -> Path:
-    rows = [f"{i},Person {i},Company {i % 4},Engineer,2024-01-01" for i in range(1, count + 1)]
+    rows = [f"{i},Person {i},Company {i % 4},Engineering Manager,2024-01-01" for i in range(1, count + 1)]
     path.write_text("id,name,company,title,created_date\n" + "\n".join(rows) + "\n")
     return path
 

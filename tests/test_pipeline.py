@@ -98,7 +98,7 @@ async def test_ai_rejection_reruns_only_that_step(client: Client, stack: Stack, 
     assert len(scripted_llm.requests_for(run_id, "opportunities/chunk-00000", "opportunity-risk")) == 1
     assert len(scripted_llm.requests_for(run_id, "insights", "insights")) == 1
     retry = scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")[1]
-    # the judge reviews only what the title does not settle (the CTO and the Developer), the CTO first
+    # the judge reviews only what the title does not settle: of the article's five, the CTO
     assert "contact 2: the rationale does not fit the record" in retry.prompt
     layers = {x.layer: x.rejections for x in report.gates.rejections_by_layer}
     assert layers == {"deterministic": 0, "ai": 1}
@@ -111,7 +111,7 @@ async def test_spent_budget_stops_the_run_naming_the_step_and_reasons(
 
     assert "step contacts/chunk-00000 was rejected 3 times" in reason
     assert "contact id 99999 is not in the input" in reason
-    assert "contact id 5 was not answered" in reason
+    assert "contact id 2 was not answered" in reason  # the CTO: the only title of the five the model is asked
     assert len(scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")) == 3
     assert scripted_llm.requests_for(run_id, "insights") == []  # nothing downstream ran
 
@@ -163,7 +163,8 @@ async def test_branches_run_in_parallel(client: Client, stack: Stack, scripted_l
 async def test_chunks_fan_out_across_batches(client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str,
                                              tmp_path: Path) -> None:
     contacts = tmp_path / "contacts.csv"
-    rows = [f"{i},Person {i},Company {i % 7},{'CEO' if i % 10 == 0 else 'Engineer'},2024-01-01" for i in range(1, 48)]
+    rows = [f"{i},Person {i},Company {i % 7},{'CEO' if i % 10 == 0 else 'Engineering Manager'},2024-01-01"
+            for i in range(1, 48)]
     contacts.write_text("id,name,company,title,created_date\n" + "\n".join(rows) + "\n")
     result = await finish(await start(client, stack, run_id, contacts=contacts, contact_chunk_size=5,
                                       chunks_per_batch=3, max_parallel_chunks=2))
@@ -206,7 +207,7 @@ async def test_token_budget_stops_the_run_before_it_overspends(client: Client, s
                                                                scripted_llm: ScriptedLlm, run_id: str,
                                                                tmp_path: Path) -> None:
     contacts = tmp_path / "contacts.csv"
-    rows = [f"{i},Person {i},Company {i % 3},Engineer,2024-01-01" for i in range(1, 26)]
+    rows = [f"{i},Person {i},Company {i % 3},Engineering Manager,2024-01-01" for i in range(1, 26)]
     contacts.write_text("id,name,company,title,created_date\n" + "\n".join(rows) + "\n")
     reason = await fail(await start(client, stack, run_id, contacts=contacts, contact_chunk_size=5,
                                     max_parallel_chunks=1, run_token_budget=2000))

@@ -22,7 +22,7 @@ from tests.scripted_llm import ScriptedLlm
 
 
 def write_contacts(path: Path, count: int) -> Path:
-    rows = [f"{i},Person {i},Company {i % 4},{'CEO' if i % 9 == 0 else 'Engineer'},2024-01-01"
+    rows = [f"{i},Person {i},Company {i % 4},{'CEO' if i % 9 == 0 else 'Engineering Manager'},2024-01-01"
             for i in range(1, count + 1)]
     path.write_text("id,name,company,title,created_date\n" + "\n".join(rows) + "\n")
     return path
