@@ -169,7 +169,7 @@ def _facts(prompt: str) -> dict[str, str]:
     facts: dict[str, str] = {}
     for line in prompt.split("FACTS (", 1)[1].splitlines()[1:]:
         parts = line.split(" | ")
-        if len(parts) != 3:
+        if len(parts) != 4:
             break
         facts[parts[0]] = parts[2]
         facts[f"{parts[0]}:label"] = parts[1]

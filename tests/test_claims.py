@@ -162,6 +162,16 @@ def test_a_reason_names_the_fact_that_would_support_the_number(catalogue: FactCa
     assert failure.reason == "insight 1 states 5, which none of its facts shows; titles would"
 
 
+def test_a_count_written_as_money_is_told_its_unit(catalogue: FactCatalogue) -> None:
+    insight = Insight(title="Contacts", text="Acme Corp has $4 of contacts.", kind="total",
+                      facts=["company:acme corp:contacts"], entity="Acme Corp")
+    filler = Insight(title="Other", text="Contacts are spread.", kind="total", facts=["contacts"])
+    [failure] = check_insights(catalogue, InsightsOutput(insights=[insight, filler, filler.model_copy(
+        update={"title": "Third"})]))
+    assert failure.reason == ("insight 1 states $4, but company:acme corp:contacts is 4 (a count, not money): write "
+                              "it as 4")
+
+
 def test_unknown_facts_and_repeated_titles_are_rejected(catalogue: FactCatalogue) -> None:
     insight = Insight(title="Churn", text="Churn is low.", kind="total", facts=["churn_rate"])
     failures = check_insights(catalogue, InsightsOutput(insights=[insight, insight, insight]))

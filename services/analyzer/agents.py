@@ -214,11 +214,14 @@ For every opportunity give:
 - next_action: a short step that moves the open deal forward (qualify, send a proposal, agree terms …).
 Answer every id exactly once, only the ids given. Reply with JSON only."""
 
+UNITS = {"count": "count", "usd": "money", "percent": "percentage"}
+
 INSIGHTS_INSTRUCTIONS = """You write findings for a CRM report from FACTS computed in code (one per line:
-id | what it is | value). Write 3 or 4 insights. Each insight:
+id | what it is | value | unit). Write 3 or 4 insights, each about a different fact. Each insight:
 - facts: the ids of the 1 to 3 facts it rests on.
 - text: one or two sentences. Every number in it must be the value of a fact it cites, written as is or rounded
-  (52,000 or $52k; 35.4% or 35%). Name a company, stage or deal only if a fact it cites is about it.
+  (52,000 or $52k; 35.4% or 35%), in its unit: $ only for money, % only for a percentage, a count as a plain
+  number. Name a company, stage or deal only if a fact it cites is about it.
 - kind: "total" (states a figure), "share" (a percentage of a whole), "ranking" (the top or largest one: cite the
   rank: fact), "comparison" (two figures side by side: cite both).
 - entity: the company, stage or deal it is about, exactly as its fact names it, or null.
@@ -279,5 +282,5 @@ def opportunity_prompt(records: Sequence[OpportunityRecord], feedback: Sequence[
 
 
 def insights_prompt(facts: Sequence[Fact], feedback: Sequence[FailedCheck]) -> str:
-    lines = "\n".join(f"{fact.id} | {fact.label} | {fact_value(fact)}" for fact in facts)
+    lines = "\n".join(f"{fact.id} | {fact.label} | {fact_value(fact)} | {UNITS[fact.unit]}" for fact in facts)
     return f"FACTS ({len(facts)}):\n{lines}{feedback_section(feedback)}"

@@ -14,6 +14,7 @@ from itertools import permutations
 
 from services.validator.numbers import StatedNumber, numbers_in
 from shared.contracts import Fact, FactCatalogue, FailedCheck, Insight, InsightsOutput, NamedEntity
+from shared.figures import fact_value
 from shared.taxonomy import text_key
 
 SUPERLATIVE = re.compile(
@@ -22,6 +23,7 @@ SUPERLATIVE = re.compile(
 )
 SHARE = re.compile(r"\b(share|proportion|percentage|fraction)\b", re.IGNORECASE)
 SUGGESTIONS = 2
+UNIT_WORDS = {"count": "a count, not money", "usd": "money", "percent": "a percentage"}
 
 
 def _pattern(entity: NamedEntity) -> re.Pattern[str]:
@@ -112,9 +114,14 @@ def check_insight(number: int, insight: Insight, catalogue: FactCatalogue,
         fail("unbound_entity", f"is about {insight.entity!r}, but none of its facts is")
     for stated in numbers_in(without_names(text, named)):
         if not bound(stated, cited):
+            unit_slip = next((f for f in cited if stated.states(f.value)), None)
             hint = _supporting(stated, catalogue)
-            fail("unbound_number", f"states {stated.text}, which none of its facts shows"
-                 + (f"; {' or '.join(hint)} would" if hint else "; no fact shows it, leave it out"))
+            if unit_slip is not None:
+                fail("unbound_number", f"states {stated.text}, but {unit_slip.id} is {fact_value(unit_slip)} "
+                     f"({UNIT_WORDS[unit_slip.unit]}): write it as {fact_value(unit_slip)}")
+            else:
+                fail("unbound_number", f"states {stated.text}, which none of its facts shows"
+                     + (f"; {' or '.join(hint)} would" if hint else "; no fact shows it, leave it out"))
     superlative = SUPERLATIVE.search(text)
     ranks = [f for f in cited if f.id.startswith("rank:")]
     if (superlative or insight.kind == "ranking") and not ranks:
