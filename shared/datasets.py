@@ -10,6 +10,10 @@ import polars as pl
 from shared.artifacts import ArtifactStore
 from shared.contracts import ArtifactRef, Branch, ContactRecord, OpportunityRecord
 
+# The columns each export must have (more are kept): one definition for the ingest step and the CLI's early check.
+CONTACT_COLUMNS = ("id", "name", "company", "title", "created_date")
+OPPORTUNITY_COLUMNS = ("id", "name", "stage", "amount", "contact_id", "close_date")
+
 
 def chunk_key(run_id: str, branch: Branch, index: int) -> str:
     return f"runs/{run_id}/data/{branch}/chunk-{index:05d}.parquet"

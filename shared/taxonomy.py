@@ -121,14 +121,10 @@ class TitleRule:
         return f"{self.usual} ({others} only if the title says so)"
 
 
-def _one_of(values: frozenset[str] | frozenset[bool]) -> str:
+def describe(values: frozenset[str] | frozenset[bool]) -> str:
+    """'senior' or 'junior or mid', for hints and reasons."""
     words = sorted(str(v).lower() for v in values)
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def describe(values: frozenset[str] | frozenset[bool]) -> str:
-    """'senior' or 'mid or junior', for hints and reasons."""
-    return _one_of(values)
 
 
 def title_rule(title: str) -> TitleRule:

@@ -35,11 +35,9 @@ from shared.contracts import (
     QualityFlag,
     StageItem,
 )
-from shared.datasets import chunk_key, write_chunk
+from shared.datasets import CONTACT_COLUMNS, OPPORTUNITY_COLUMNS, chunk_key, write_chunk
 from shared.taxonomy import company_key, stage_key, stage_name, title_key
 
-CONTACT_COLUMNS = ("id", "name", "company", "title", "created_date")
-OPPORTUNITY_COLUMNS = ("id", "name", "stage", "amount", "contact_id", "close_date")
 WON_STAGE = "closed won"
 LOST_STAGE = "closed lost"
 CENT = Decimal("0.01")

@@ -24,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from shared import steps
 from shared.contracts import Report, RunOptions, RunProgress, RunRequest, RunResult, StepPolicy
+from shared.datasets import CONTACT_COLUMNS, OPPORTUNITY_COLUMNS
 from shared.failures import failure_reason, run_ending
 from shared.figures import money, percent
 from shared.settings import Settings, get_settings
@@ -144,8 +145,6 @@ async def _await_result(handle: WorkflowHandle[object, RunResult], settings: Set
         _emit(summary_lines(result.report, result, settings))
 
 
-CONTACT_COLUMNS = ("id", "name", "company", "title", "created_date")
-OPPORTUNITY_COLUMNS = ("id", "name", "stage", "amount", "contact_id", "close_date")
 
 
 def _header(path: Path) -> set[str]:
