@@ -89,12 +89,17 @@ def test_a_tie_crowns_nobody() -> None:
 
 
 
+def with_fillers(insight: Insight) -> InsightsOutput:
+    """``insight`` first, then two true claims: an output of the minimum size whose only faults are its own."""
+    return InsightsOutput(insights=[insight, *(
+        Insight(title=title, text="Contacts are spread.", kind="total", facts=["contacts"])
+        for title in ("Spread", "Reach"))])
+
+
 def checks_of(catalogue: FactCatalogue, text: str, facts: list[str], kind: ClaimKind = "total",
               entity: str | None = None) -> list[str]:
     insight = Insight(title="Finding", text=text, kind=kind, facts=facts, entity=entity)
-    filler = [Insight(title=title, text="Contacts are spread.", kind="total", facts=["contacts"])
-              for title in ("Spread", "Reach")]
-    return [f.check for f in check_insights(catalogue, InsightsOutput(insights=[insight, *filler]))]
+    return [f.check for f in check_insights(catalogue, with_fillers(insight))]
 
 
 @pytest.mark.parametrize(
@@ -156,18 +161,14 @@ def test_claims(catalogue: FactCatalogue, text: str, facts: list[str], kind: Cla
 def test_a_reason_names_the_fact_that_would_support_the_number(catalogue: FactCatalogue) -> None:
     insight = Insight(title="Titles", text="Acme Corp has 5 titles.", kind="total",
                       facts=["company:acme corp:contacts"], entity="Acme Corp")
-    filler = Insight(title="Other", text="Contacts are spread.", kind="total", facts=["contacts"])
-    [failure] = check_insights(catalogue, InsightsOutput(insights=[insight, filler, filler.model_copy(
-        update={"title": "Third"})]))
+    [failure] = check_insights(catalogue, with_fillers(insight))
     assert failure.reason == "insight 1 states 5, which none of its facts shows; titles would"
 
 
 def test_a_count_written_as_money_is_told_its_unit(catalogue: FactCatalogue) -> None:
     insight = Insight(title="Contacts", text="Acme Corp has $4 of contacts.", kind="total",
                       facts=["company:acme corp:contacts"], entity="Acme Corp")
-    filler = Insight(title="Other", text="Contacts are spread.", kind="total", facts=["contacts"])
-    [failure] = check_insights(catalogue, InsightsOutput(insights=[insight, filler, filler.model_copy(
-        update={"title": "Third"})]))
+    [failure] = check_insights(catalogue, with_fillers(insight))
     assert failure.reason == ("insight 1 states $4, but company:acme corp:contacts is 4 (a count, not money): write "
                               "it as 4")
 

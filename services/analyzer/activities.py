@@ -33,6 +33,7 @@ from shared.contracts import (
     InsightsOutput,
     InsightsTask,
     OpportunityChunkOutput,
+    OpportunityRecord,
     OpportunityRisk,
     RiskyDeal,
     StepOutput,
@@ -157,14 +158,15 @@ class AnalyzerActivities:
         (its first deal stands for it) and the answer given to every deal of that profile."""
         records = await asyncio.to_thread(read_opportunities, self.store, task.chunk)
         profiles = {r.id: agents.deal_profile(r) for r in records}
-        asked = {profile: r for r in reversed(records) if (profile := profiles[r.id]) is not None
-                 and agents.settled_assessment(r) is None}
+        standing: dict[tuple[str, str], OpportunityRecord] = {}
+        for record in records:
+            if (profile := profiles[record.id]) is not None and agents.settled_assessment(record) is None:
+                standing.setdefault(profile, record)
         by_profile: dict[tuple[str, str], agents.OpportunityLabel] = {}
         strays: list[agents.OpportunityLabel] = []
         error: str | None = None
         usage = TokenUsage()
-        if asked:
-            standing = dict(sorted(asked.items(), key=lambda item: records.index(item[1])))
+        if standing:
             answer = await ask_structured(
                 self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "opportunity-risk"),
                 instructions=agents.OPPORTUNITY_INSTRUCTIONS,

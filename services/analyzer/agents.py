@@ -228,13 +228,15 @@ id | what it is | value | unit). Write 3 or 4 insights, each about a different f
 Say "most", "largest", "top" or "leading" only with a rank: fact. Reply with JSON only."""
 
 
-def _notes(feedback: Sequence[FailedCheck]) -> dict[str, str]:
+def _notes(feedback: Sequence[FailedCheck], note_for: dict[str, str] | None = None) -> dict[str, str]:
     """The validator's reasons per record, to sit beside the record they are about: a small model reads a
-    correction next to its record far better than in a list at the end."""
+    correction next to its record far better than in a list at the end. ``note_for`` maps a record's id to the id
+    of the record that stands for it in the prompt (a title or a deal profile is asked once per chunk)."""
     notes: dict[str, list[str]] = {}
     for item in feedback:
         if item.record_id is not None:
-            notes.setdefault(item.record_id, []).append(item.reason)
+            target = (note_for or {}).get(item.record_id, item.record_id)
+            notes.setdefault(target, []).append(item.reason)
     return {key: "; ".join(value) for key, value in notes.items()}
 
 
@@ -253,10 +255,7 @@ def contact_prompt(records: Sequence[ContactRecord], feedback: Sequence[FailedCh
                    note_for: dict[str, str] | None = None) -> str:
     """One line per contact the model labels; ``note_for`` maps a rejected record's id to the id of the contact
     that stands for its title here (a title is asked once per chunk)."""
-    notes: dict[str, str] = {}
-    for record_id, note in _notes(feedback).items():
-        target = (note_for or {}).get(record_id, record_id)
-        notes[target] = f"{notes[target]}; {note}" if target in notes else note
+    notes = _notes(feedback, note_for)
     lines = "\n".join(_contact_line(r, title_rule(r.title), notes.get(r.id)) for r in records)
     return f"CONTACTS ({len(records)}):\n{lines}{feedback_section(feedback)}"
 
@@ -268,10 +267,7 @@ def opportunity_prompt(records: Sequence[OpportunityRecord], feedback: Sequence[
                        note_for: dict[str, str] | None = None) -> str:
     """One line per deal profile the model assesses (stage and amount band; the deal named stands for all of its
     profile in this chunk); ``note_for`` maps a rejected deal's id to the id standing for its profile."""
-    notes: dict[str, str] = {}
-    for record_id, note in _notes(feedback).items():
-        target = (note_for or {}).get(record_id, record_id)
-        notes[target] = f"{notes[target]}; {note}" if target in notes else note
+    notes = _notes(feedback, note_for)
     lines = "\n".join(
         _compact({"id": r.id, "stage": stage_name(r.stage), "amount": BAND_WORDS[amount_band(r.amount)],
                   "allowed_risk": describe(risk_allowed(r.stage, r.amount)),

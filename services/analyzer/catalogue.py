@@ -17,7 +17,6 @@ from shared.contracts import EntityKind, Fact, FactCatalogue, Facts, FactUnit, N
 from shared.taxonomy import OPEN_STAGES, company_key, stage_key, stage_name, text_key
 
 RANKED = 3  # places kept per ranking
-PROMPT_COMPANIES = 5  # companies whose facts the model is shown (the catalogue holds every company)
 
 
 def _fact(fact_id: str, label: str, value: Decimal | int | None, unit: FactUnit, kind: EntityKind = "run",
