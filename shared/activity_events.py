@@ -24,6 +24,7 @@ from temporalio.worker import (
 from shared.contracts import Branch
 from shared.events import EventBody, EventKind, ProgressEvent
 from shared.progress import ProgressPublisher
+from shared.telemetry import current_trace_id
 from shared.temporal import current_step
 
 
@@ -58,8 +59,8 @@ class _Inbound(ActivityInboundInterceptor):
         event = ProgressEvent(
             event_id=f"{run_id}:{kind}:{step}:{gate_attempt}:{info.activity_type}:{info.attempt}",
             run_id=run_id, kind=kind, step=step, attempt=gate_attempt, branch=_branch(step),
-            at=datetime.now(UTC), body=EventBody(summary=summary[:500], activity=info.activity_type,
-                                                 activity_attempt=info.attempt),
+            at=datetime.now(UTC), trace_id=current_trace_id(),
+            body=EventBody(summary=summary[:500], activity=info.activity_type, activity_attempt=info.attempt),
         )
         self.owner.loop.call_soon_threadsafe(self.owner.publisher.submit, event)
 

@@ -69,7 +69,8 @@ async def test_one_trace_across_processes(temporal_address: str, scripted_llm: S
         receiver.stop()
 
     assert {s.trace_id for s in spans} == {trace_id}, "every span of every process belongs to the run's one trace"
-    assert {e.trace_id for e in events} == {trace_id}, "progress events carry the run's trace id"
+    assert {e.trace_id for e in events} == {trace_id}, (
+        "progress events carry the run's trace id", [(e.kind, e.step) for e in events if e.trace_id != trace_id])
     assert {s.service for s in spans} == services
     by_id = {s.span_id: s for s in spans}
     [root] = [s for s in spans if s.parent_id is None]
