@@ -6,7 +6,7 @@ Datasets never travel in workflow payloads: they live in the artifact store and 
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -25,6 +25,11 @@ QualityFlag = Literal[
 ]
 Branch = Literal["contacts", "opportunities"]
 GateLayer = Literal["deterministic", "ai"]
+SpentPolicy = Literal["review", "quarantine", "fail"]
+# How a gated step ended: passed its gate, reused a validated output of an earlier run, accepted by a reviewer
+# as it was or as the reviewer corrected it, or left out of the run.
+StepOutcome = Literal["passed", "reused", "approved", "corrected", "quarantined"]
+ReviewAction = Literal["approve", "correct", "retry", "quarantine", "abort"]
 
 ShortText = Annotated[str, Field(max_length=200)]
 # Money is exact from parsing to report: decimal, at most two places (cents), never a binary float.
@@ -76,9 +81,11 @@ class OpportunityRecord(Contract):
 
 
 class ArtifactRef(Contract):
-    """A file in the artifact store, by key relative to the store's root."""
+    """A file in the artifact store, by key relative to the store's root; with its sha256 when it must not change
+    (a step's output: the validator and every later reader check the bytes they read are the bytes validated)."""
 
     key: str
+    sha256: str | None = None
 
 
 class DatasetRef(Contract):
@@ -257,6 +264,7 @@ class ChunkTask(Contract):
     chunk: ArtifactRef
     attempt: int
     feedback: list[FailedCheck] = Field(default_factory=list, max_length=MAX_FAILED_CHECKS)
+    reuse: bool = Field(default=False, description="Look for a validated output of the same work first.")
 
 
 class StepOutput(Contract):
@@ -268,6 +276,10 @@ class StepOutput(Contract):
     records: int
     schema_error: str | None = None
     usage: TokenUsage = TokenUsage()
+    reuse_key: str | None = Field(default=None, description="What determines this output (content, prompt, rules, "
+                                  "model); a validated output is found again under it.")
+    reused_from: str | None = Field(default=None, description="Set when the output is a validated one of an earlier "
+                                    "run (its run id): no model was called.")
 
 
 class ValidationTask(Contract):
@@ -290,6 +302,16 @@ class GateVerdict(Contract):
     usage: TokenUsage = TokenUsage()
 
 
+class ReviewRecord(Contract):
+    """A person's decision on a step whose gate budget was spent (or the timeout's, deciding for nobody)."""
+
+    action: ReviewAction
+    reviewer: Annotated[str, Field(min_length=1, max_length=100)]
+    note: Annotated[str, Field(max_length=500)] = ""
+    decided_at: datetime
+    timed_out: bool = False
+
+
 class GateRecord(Contract):
     """The history of one gated step, as the report shows it."""
 
@@ -299,6 +321,44 @@ class GateRecord(Contract):
     accepted_output: ArtifactRef | None
     rejections: list[GateVerdict] = Field(default_factory=list)
     usage: TokenUsage = TokenUsage()
+    outcome: StepOutcome = "passed"
+    reviews: list[ReviewRecord] = Field(default_factory=list, max_length=20)
+    chunk: ArtifactRef | None = Field(default=None, description="The chunk a quarantined step leaves out.")
+    reused_from: str | None = None
+
+
+class ReviewDecision(Contract):
+    """What a reviewer sends to a waiting step (a Temporal update); checked before the workflow accepts it."""
+
+    step: str
+    action: ReviewAction
+    reviewer: Annotated[str, Field(min_length=1, max_length=100)]
+    note: Annotated[str, Field(max_length=500)] = ""
+    correction: ArtifactRef | None = Field(default=None, description="correct: the corrected output, in the store, "
+                                           "with its sha256.")
+    records: int = 0
+
+
+class PendingReview(Contract):
+    """A step waiting for a person: where it waits, since when, what it produced last and why it was rejected."""
+
+    run_id: str
+    step: str
+    workflow_id: str
+    since: datetime
+    attempts: int
+    deadline: datetime
+    last_output: StepOutput
+    chunk: ArtifactRef | None = Field(default=None, description="The rows of a chunk step.")
+    layer: GateLayer
+    reasons: list[FailedCheck] = Field(default_factory=list, max_length=MAX_FAILED_CHECKS)
+    failed_total: int = 0
+
+
+class ReviewReceipt(Contract):
+    step: str
+    action: ReviewAction
+    message: str
 
 
 # --- aggregation, insights, report ---------------------------------------------------------------------------
@@ -341,6 +401,7 @@ class InsightsTask(Contract):
     attempt: int
     context: ArtifactRef
     feedback: list[FailedCheck] = Field(default_factory=list, max_length=MAX_FAILED_CHECKS)
+    reuse: bool = False
 
 
 class NamedEntity(Contract):
@@ -392,6 +453,10 @@ class RunOptions(Contract):
     ai_review_sample: int = Field(description="Records per chunk the AI validator reviews; 0 turns it off.")
     token_budget: int = Field(default=0, ge=0, description="Tokens (in + out) the run may spend; 0 is no limit.")
     decimal_separator: Literal[".", ","] = "."
+    on_spent: SpentPolicy = Field(default="fail", description="What a step whose gate budget is spent does.")
+    review_timeout: timedelta = Field(default=timedelta(hours=24), description="review: a step nobody decides on "
+                                      "within this is quarantined.")
+    reuse: bool = Field(default=False, description="Reuse validated outputs of earlier runs over the same work.")
     ingest: StepPolicy
     analysis: StepPolicy
     validation: StepPolicy
@@ -445,6 +510,28 @@ class CitedInsight(Contract):
     facts: list[Fact]
 
 
+class Coverage(Contract):
+    """How many of a branch's rows the validated labels cover; figures from model labels count these rows only."""
+
+    branch: Branch
+    rows: int
+    covered: int
+    share_pct: Percent | None
+
+
+class QuarantinedStep(Contract):
+    step: str
+    rows: int
+    ids: list[str] = Field(default_factory=list, max_length=MAX_LISTED, description="The first of its rows' ids.")
+    reasons: list[str] = Field(default_factory=list, max_length=5, description="Why its last attempt was rejected.")
+
+
+class ReviewedStep(Contract):
+    step: str
+    outcome: StepOutcome
+    reviews: list[ReviewRecord]
+
+
 class Report(Contract):
     run_id: str
     facts: Facts
@@ -454,6 +541,12 @@ class Report(Contract):
     usage: TokenUsage
     usage_by_branch: list[BranchUsage]
     enrichments: ArtifactRef = Field(description="Every validated enrichment and risk, as JSON lines.")
+    coverage: list[Coverage] = Field(default_factory=list)
+    quarantined: list[QuarantinedStep] = Field(default_factory=list, max_length=MAX_LISTED)
+    quarantined_total: int = 0
+    reviewed: list[ReviewedStep] = Field(default_factory=list, max_length=MAX_LISTED)
+    reused_steps: int = 0
+    insights_missing: str | None = Field(default=None, description="Why the report has no insights, if it has none.")
 
 
 class RunProgress(Contract):
@@ -475,7 +568,7 @@ class ReportRequest(Contract):
     run_id: str
     facts: Facts
     insights_context: ArtifactRef
-    insights_output: ArtifactRef
+    insights_output: ArtifactRef | None
     contact_gates: list[GateRecord]
     opportunity_gates: list[GateRecord]
     insights_gate: GateRecord

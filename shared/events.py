@@ -12,6 +12,7 @@ from shared.contracts import Branch, Contract, GateLayer, TokenUsage
 EventKind = Literal[
     "run_started", "ingest_done", "step_started", "step_succeeded", "gate_verdict", "retry_with_feedback",
     "step_failed", "run_completed", "run_failed", "run_cancelled", "activity_failed", "activity_retry",
+    "review_requested", "review_resolved", "step_quarantined",
 ]
 
 # The kinds after which a run announces nothing more. A terminated run or one that timed out publishes no last

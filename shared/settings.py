@@ -82,6 +82,14 @@ class Settings(BaseSettings):
         default=5, ge=1, le=100, description="Temporal attempts of one analysis or validation activity (timeouts, "
         "provider errors) before the step fails; a gate rejection is not one of them.")
 
+    on_spent: Literal["review", "quarantine", "fail"] = Field(
+        default="review", description="What a step whose gate budget is spent does: wait for a person's decision "
+        "(`tollgate review`), leave its rows out of the report (which says so), or fail the run.")
+    review_timeout_seconds: float = Field(default=86_400.0, gt=0, description="review: a step nobody decides on "
+                                          "within this is quarantined.")
+    reuse_validated: bool = Field(default=True, description="Reuse a step's validated output from an earlier run "
+                                  "over the same rows, prompts, rules and model (no model call).")
+
     amount_decimal_separator: Literal[".", ","] = Field(
         default=".", description="How the opportunities export writes decimals; an amount that could be read "
         "either way is refused, never guessed.")

@@ -17,6 +17,12 @@ WORKFLOW: Final = "CrmAnalysisWorkflow"
 BATCH_WORKFLOW: Final = "ChunkBatchWorkflow"
 
 
-def output_key(run_id: str, step: str, attempt: int) -> str:
-    """Where one attempt of one step keeps its output: fixed, so a re-executed attempt overwrites itself."""
-    return f"runs/{run_id}/steps/{step}/attempt-{attempt}.json"
+def output_key(run_id: str, step: str, attempt: int, execution: int) -> str:
+    """Where one execution (Temporal's attempt) of one gate attempt of one step keeps its output. Unique, written
+    once: a late or retried execution writes beside it, never over it."""
+    return f"runs/{run_id}/steps/{step}/attempt-{attempt}.{execution}.json"
+
+
+def correction_key(run_id: str, step: str, number: str) -> str:
+    """Where a reviewer's corrected output of a step is kept."""
+    return f"runs/{run_id}/steps/{step}/correction-{number}.json"

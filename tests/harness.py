@@ -140,6 +140,8 @@ def make_stack(temporal_address: str, llm: ScriptedLlm, workdir: Path, extra_env
         "TOLLGATE_ANALYSIS_TIMEOUT_SECONDS": "20",
         "TOLLGATE_VALIDATION_TIMEOUT_SECONDS": "10",
         "TOLLGATE_HEARTBEAT_TIMEOUT_SECONDS": "3",
+        "TOLLGATE_ON_SPENT": "fail",  # tests of review and quarantine ask for them
+        "TOLLGATE_REUSE_VALIDATED": "false",  # tests of reuse ask for it; the rest must call the model
         "TOLLGATE_REDIS_URL": os.environ.get("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379/0"),
         **overrides,
     }

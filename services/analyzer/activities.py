@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 from services.analyzer import agents
 from services.analyzer.catalogue import build_catalogue
 from services.analyzer.ingest import BadInputError, ingest
-from shared import steps
+from shared import reuse, steps
 from shared.artifacts import ArtifactStore
 from shared.contracts import (
     AggregateRequest,
@@ -118,6 +118,9 @@ class AnalyzerActivities:
         asked of the model once per chunk (its first contact stands for it) and its answer given to every
         contact with that title, so one title gets one set of labels."""
         records = await asyncio.to_thread(read_contacts, self.store, task.chunk)
+        key = self._reuse_key("contacts", "\n".join(r.model_dump_json() for r in records).encode())
+        if (found := await self._reused(task, key)) is not None:
+            return found
         rules = {r.id: title_rule(r.title) for r in records}
         asked: dict[str, ContactRecord] = {}
         for record in records:
@@ -149,7 +152,7 @@ class AnalyzerActivities:
                                                      quality_flags=record.quality_flags))
         enrichments += [ContactEnrichment(**label.model_dump()) for label in strays]
         output = ContactChunkOutput(enrichments=enrichments)
-        return await self._save(task, output, len(output.enrichments), error, usage)
+        return await self._save(task, output, len(output.enrichments), error, usage, key)
 
     @activity.defn(name=steps.ASSESS_OPPORTUNITIES)
     async def assess_opportunity_chunk(self, task: ChunkTask) -> StepOutput:
@@ -157,6 +160,9 @@ class AnalyzerActivities:
         a profile the policy settles is assessed in code; every other profile is asked of the model once per chunk
         (its first deal stands for it) and the answer given to every deal of that profile."""
         records = await asyncio.to_thread(read_opportunities, self.store, task.chunk)
+        key = self._reuse_key("opportunities", "\n".join(r.model_dump_json() for r in records).encode())
+        if (found := await self._reused(task, key)) is not None:
+            return found
         profiles = {r.id: agents.deal_profile(r) for r in records}
         standing: dict[tuple[str, str], OpportunityRecord] = {}
         for record in records:
@@ -186,7 +192,7 @@ class AnalyzerActivities:
                                              quality_flags=record.quality_flags))
         risks += [OpportunityRisk(**label.model_dump()) for label in strays]
         output = OpportunityChunkOutput(risks=risks)
-        return await self._save(task, output, len(output.risks), error, usage)
+        return await self._save(task, output, len(output.risks), error, usage, key)
 
     @activity.defn(name=steps.AGGREGATE)
     def aggregate_enrichments(self, request: AggregateRequest) -> ArtifactRef:
@@ -242,6 +248,10 @@ class AnalyzerActivities:
         catalogue = await asyncio.to_thread(self.store.read_model, context.catalogue, FactCatalogue)
         shown = set(context.prompt_facts)
         facts = [f for f in catalogue.facts if f.id in shown]
+        key = self._reuse_key("insights", catalogue.model_dump_json().encode() + b"\n" + "\n".join(
+            context.prompt_facts).encode())
+        if (found := await self._reused(task, key)) is not None:
+            return found
         answer = await ask_structured(
             self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "insights"),
             instructions=agents.INSIGHTS_INSTRUCTIONS,
@@ -255,13 +265,31 @@ class AnalyzerActivities:
             InsightsOutput.model_construct(insights=[]) if parsed is None
             else InsightsOutput.model_validate(parsed.model_dump())
         )
-        return await self._save(task, output, len(output.insights), error, answer.usage)
+        return await self._save(task, output, len(output.insights), error, answer.usage, key)
+
+    def _reuse_key(self, kind: str, content: bytes) -> str:
+        return reuse.reuse_key(kind, content, f"{self.endpoint.provider}:{self.endpoint.model_id}",
+                               self.settings.llm_seed)
+
+    async def _reused(self, task: ChunkTask | InsightsTask, key: str) -> StepOutput | None:
+        """A validated output of the same work from an earlier run, when the run allows reuse (first attempt only:
+        a retry with feedback is new work)."""
+        if not task.reuse or task.attempt != 1:
+            return None
+        entry = await asyncio.to_thread(reuse.find, self.store, key)
+        if entry is None:
+            return None
+        activity.logger.info("step %s reuses the output validated in run %s (%s)", task.step, entry.run_id,
+                             entry.step)
+        return StepOutput(step=task.step, attempt=task.attempt, output=entry.output, records=entry.records,
+                          reuse_key=key, reused_from=entry.run_id)
 
     async def _save(
         self, task: ChunkTask | InsightsTask, output: ContactChunkOutput | OpportunityChunkOutput | InsightsOutput,
-        records: int, schema_error: str | None, usage: TokenUsage,
+        records: int, schema_error: str | None, usage: TokenUsage, reuse_key: str,
     ) -> StepOutput:
-        key = steps.output_key(task.run_id, task.step, task.attempt)
-        ref = await asyncio.to_thread(self.store.write_model, key, output)
+        """Write this execution's output once, under a key of its own, and reference it with its sha256."""
+        key = steps.output_key(task.run_id, task.step, task.attempt, activity.info().attempt)
+        ref = await asyncio.to_thread(self.store.write_model, key, output, True)
         return StepOutput(step=task.step, attempt=task.attempt, output=ref, records=records,
-                          schema_error=schema_error, usage=usage)
+                          schema_error=schema_error, usage=usage, reuse_key=reuse_key)

@@ -188,8 +188,27 @@ def build_catalogue(facts: Facts, contacts: pl.DataFrame, deals: pl.DataFrame, l
         entities.append(NamedEntity(kind="deal", name=str(row["id"]), refers_to=str(row["id"])))
         if row["name"]:
             entities.append(NamedEntity(kind="deal", name=str(row["name"]), refers_to=str(row["id"])))
-    catalogue = FactCatalogue(facts=list(b.facts.values()), entities=entities)
+    facts_made = list(b.facts.values())
+    # a quarantined chunk leaves rows without labels: a figure from labels says how many rows it counts
+    if people.height < contacts.height:
+        facts_made = _partial(facts_made, LABELLED_CONTACT_FACTS,
+                              f"labelled contacts only: {people.height} of {contacts.height}")
+    if assessed.height < deals.height:
+        facts_made = _partial(facts_made, ASSESSED_DEAL_FACTS,
+                              f"assessed deals only: {assessed.height} of {deals.height}")
+    catalogue = FactCatalogue(facts=facts_made, entities=entities)
     return catalogue, prompt_facts(catalogue)
+
+
+# Facts computed from the validated labels (contacts) or risks (deals), by id prefix.
+LABELLED_CONTACT_FACTS = ("labelled_contacts", "decision_maker", "seniority:", "department:", "rank:seniority_",
+                          "rank:department_", "company:", "rank:companies_by_")
+ASSESSED_DEAL_FACTS = ("risk:", "deal:")
+
+
+def _partial(facts: list[Fact], prefixes: tuple[str, ...], note: str) -> list[Fact]:
+    return [f.model_copy(update={"label": f"{f.label} ({note})"}) if f.id.startswith(prefixes) else f
+            for f in facts]
 
 
 PROMPT_RUN_FACTS = (

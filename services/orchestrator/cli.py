@@ -23,7 +23,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from shared import steps
-from shared.contracts import Report, RunOptions, RunProgress, RunRequest, RunResult, StepPolicy
+from shared.contracts import Report, ReviewAction, RunOptions, RunProgress, RunRequest, RunResult, StepPolicy
 from shared.datasets import CONTACT_COLUMNS, OPPORTUNITY_COLUMNS
 from shared.failures import failure_reason, run_ending
 from shared.figures import money, percent
@@ -65,6 +65,9 @@ def run_options(settings: Settings) -> RunOptions:
         ai_review_sample=settings.ai_review_sample,
         token_budget=settings.run_token_budget,
         decimal_separator=settings.amount_decimal_separator,
+        on_spent=settings.on_spent,
+        review_timeout=timedelta(seconds=settings.review_timeout_seconds),
+        reuse=settings.reuse_validated,
         ingest=StepPolicy(start_to_close=ingest, schedule_to_close=ingest * 2, heartbeat=heartbeat * 3, max_attempts=3),
         analysis=StepPolicy(start_to_close=analysis, schedule_to_close=analysis * 5, heartbeat=heartbeat,
                             max_attempts=settings.activity_max_attempts),
@@ -92,6 +95,10 @@ def report_location(result: RunResult, settings: Settings) -> str:
     return result.report_location or str(Path(settings.artifact_root).resolve() / result.report_markdown.key)
 
 
+def _coverage(report: Report) -> str:
+    return ", ".join(f"{x.branch} {x.covered:,}/{x.rows:,} ({percent(x.share_pct)})" for x in report.coverage)
+
+
 def summary_lines(report: Report, result: RunResult, settings: Settings) -> list[str]:
     c, o, s, g = report.facts.contacts, report.facts.opportunities, report.summary, report.gates
     layers = ", ".join(f"{x.layer} {x.rejections}" for x in g.rejections_by_layer)
@@ -106,7 +113,13 @@ def summary_lines(report: Report, result: RunResult, settings: Settings) -> list
         f"{g.steps_fixed_by_retry} fixed by a retry",
         f"LLM: {report.usage.calls} calls, {report.usage.input_tokens} tokens in, {report.usage.output_tokens} out, "
         f"${report.usage.cost_usd:.4f}",
-        "insights:",
+        *([f"coverage: {_coverage(report)}; {report.quarantined_total} steps quarantined: "
+           f"{', '.join(q.step for q in report.quarantined)}"] if report.quarantined_total else []),
+        *[f"reviewed: {r.step} {r.outcome} ({'; '.join(f'{x.action} by {x.reviewer}' for x in r.reviews)})"
+          for r in report.reviewed],
+        *([f"reused: {report.reused_steps} steps validated in an earlier run (no model call)"]
+          if report.reused_steps else []),
+        "insights:" if report.insights else f"insights: none; {report.insights_missing}",
         *[f"  {n}. {i.insight.title}: {i.insight.text}" for n, i in enumerate(report.insights, 1)],
         f"report: {report_location(result, settings)}",
     ]
@@ -195,6 +208,9 @@ async def start_run(client: Client, settings: Settings, contacts: Path, opportun
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     check_exports(Path(args.contacts), Path(args.opportunities))  # before anything connects anywhere
+    if args.on_spent or args.no_reuse:
+        settings = settings.model_copy(update={"on_spent": args.on_spent or settings.on_spent,
+                                               "reuse_validated": settings.reuse_validated and not args.no_reuse})
     client = await _client(settings)
     run_id = args.run_id or f"crm-{uuid.uuid4().hex[:12]}"
     # The root of the run's trace: Temporal's interceptor hangs the workflow and every step below it.
@@ -280,6 +296,12 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> None:
     from services.orchestrator.watch import tally
 
     lines += await tally(settings.redis_url, args.run_id)  # chunk-level counts, from the progress events
+    if status == "running":
+        from services.orchestrator.review_cli import waiting_steps
+
+        for pending in await waiting_steps(client, args.run_id):
+            lines.append(f"waiting for a review: {pending.step} (since {pending.since:%H:%M:%S} UTC; "
+                         f"tollgate review {args.run_id} {pending.step})")
     _emit(lines)
     if status == "failed":
         try:
@@ -311,10 +333,34 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="with --wait: print the whole report as JSON on stdout")
     run.add_argument("--run-id", help="the run's id (default: a new one)")
     run.add_argument("--follow", action="store_true", help="follow the run's progress events until it ends")
+    run.add_argument("--on-spent", choices=("review", "quarantine", "fail"),
+                     help="when a step's gate budget is spent: wait for a reviewer (`tollgate review`), leave the "
+                     "step's rows out of the report, or fail the run (default: TOLLGATE_ON_SPENT, else review)")
+    run.add_argument("--no-reuse", action="store_true", help="analyze every chunk afresh, even one whose validated "
+                     "output an earlier run over the same rows left (default: reuse it, with no model call)")
     watch = sub.add_parser("watch", help="replay a run's progress from the start and follow it until it ends")
     watch.add_argument("run_id")
     cancel = sub.add_parser("cancel", help="cancel a running run (it ends as cancelled, with a run_cancelled event)")
     cancel.add_argument("run_id")
+    review = sub.add_parser(
+        "review", help="list the steps waiting for a reviewer, show one, or decide on it",
+        description="A step whose gate budget is spent waits for a decision when the run's policy is review "
+        "(--on-spent review, the default). Without arguments: every waiting step across runs. With RUN: that run's. "
+        "With RUN STEP: the step's records, last output and the validator's reasons side by side; add one decision.")
+    review.add_argument("run_id", nargs="?", help="the run")
+    review.add_argument("step", nargs="?", help="the waiting step, e.g. contacts/chunk-00003 or insights")
+    review.add_argument("--approve", action="store_true", help="accept the last output as it is (marked "
+                        "human-approved in the report)")
+    review.add_argument("--correct", metavar="FILE", help="accept corrected records (JSON or CSV) once they pass "
+                        "the step's deterministic rules; refused with the reasons otherwise")
+    review.add_argument("--retry", action="store_true", help="give the step a new budget; --note is added to the "
+                        "feedback the model reads")
+    review.add_argument("--quarantine", action="store_true", help="leave the step's rows out of the run")
+    review.add_argument("--abort", action="store_true", help="fail the run, naming --note as the reason")
+    review.add_argument("--note", help="why (required with --retry and --abort)")
+    review.add_argument("--reviewer", help="who decides (default: TOLLGATE_REVIEWER, else your login name)")
+    review.add_argument("--export", metavar="FILE", help="write the last output to FILE (.csv or .json) to edit "
+                        "for --correct")
     trace = sub.add_parser("trace", help="print a run's span tree from the spans written to TOLLGATE_TRACE_DIR")
     trace.add_argument("run_id")
     status = sub.add_parser("status", help="show a run's state and progress")
@@ -348,8 +394,48 @@ async def cmd_trace(args: argparse.Namespace, settings: Settings) -> None:
     _emit(lines)
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "result": cmd_result, "watch": cmd_watch, "trace": cmd_trace,
-            "cancel": cmd_cancel}
+async def cmd_review(args: argparse.Namespace, settings: Settings) -> None:
+    from rich.console import Console
+
+    from services.orchestrator import review_cli
+    from shared.artifacts import ArtifactStore
+
+    console = Console(width=max(Console().width, 160) if not sys.stdout.isatty() else None)
+    choices: tuple[ReviewAction, ...] = ("approve", "correct", "retry", "quarantine", "abort")
+    actions = [name for name in choices if getattr(args, name)]
+    if len(actions) > 1:
+        raise CliError(f"one decision at a time (given: {', '.join('--' + a for a in actions)})", EXIT_USAGE)
+    if (actions or args.export) and not args.step:
+        raise CliError("a decision names the run and the step: tollgate review RUN STEP --approve …", EXIT_USAGE)
+    client = await _client(settings)
+    pending = await review_cli.waiting_steps(client, args.run_id)
+    if not args.step:
+        review_cli.listing(pending, console)
+        return
+    waiting = next((p for p in pending if p.step == args.step), None)
+    if waiting is None:
+        here = ", ".join(p.step for p in pending) or "none"
+        raise CliError(f"step {args.step} of run {args.run_id} is not waiting for a review (waiting in this run: "
+                       f"{here})", EXIT_USAGE)
+    store = ArtifactStore(settings.artifact_root)
+    try:
+        if args.export:
+            written = review_cli.export(store, waiting, Path(args.export))
+            _emit([f"wrote the last output of {args.step} ({written} records) to {args.export}; edit it and send it "
+                   f"with: tollgate review {args.run_id} {args.step} --correct {args.export}"])
+            return
+        if not actions:
+            review_cli.show(store, waiting, console)
+            return
+        receipt = await review_cli.decide(client, store, waiting, actions[0], review_cli.reviewer_name(args.reviewer),
+                                          args.note or "", Path(args.correct) if args.correct else None)
+    except review_cli.ReviewError as error:
+        raise CliError(f"{args.run_id} {args.step}: {error}") from None
+    _emit([f"{args.run_id} {receipt.step}: {receipt.message}"])
+
+
+COMMANDS = {"run": cmd_run, "review": cmd_review, "status": cmd_status, "result": cmd_result, "watch": cmd_watch,
+            "trace": cmd_trace, "cancel": cmd_cancel}
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -25,8 +25,10 @@ SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "sample"
 
 # The provider's own sizing applies (shared/settings.py, LOCAL_MODEL_SIZING for the embedded model); the demo adds
 # only that the whole sample is one chunk per branch: a title or a deal profile is asked of the model once per
-# chunk, so one chunk asks each once.
-DEMO_SETTINGS = {"contact_chunk_size": 200, "opportunity_chunk_size": 200, "gate_attempts": 3}
+# chunk, so one chunk asks each once. Nobody sits at a demo to review: a step whose budget is spent is quarantined
+# (the report says what it leaves out), and every run does the work afresh (no reuse) so that it measures it.
+DEMO_SETTINGS = {"contact_chunk_size": 200, "opportunity_chunk_size": 200, "gate_attempts": 3,
+                 "on_spent": "quarantine", "reuse_validated": False}
 
 
 def run_dev_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,6 +7,7 @@ a crash between the analysis and its verdict resumes at the verdict.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Protocol, TypeVar, cast
@@ -26,7 +27,16 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
-    from shared.contracts import FailedCheck, GateRecord, GateVerdict, StepOutput, StepPolicy, TokenUsage
+    from shared.contracts import (
+        ArtifactRef,
+        FailedCheck,
+        GateRecord,
+        GateVerdict,
+        ReviewRecord,
+        StepOutput,
+        StepPolicy,
+        TokenUsage,
+    )
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -41,7 +51,8 @@ class GateEvents(Protocol):
     async def failed(self, attempt: int, verdict: GateVerdict) -> None: ...
 
 # Failures that no retry of the same activity can fix: Temporal gives up on them at once.
-NON_RETRYABLE = ["BadInput", "LlmRequestRejected", "GateBudgetSpent", "StepFailed", "TokenBudgetSpent"]
+NON_RETRYABLE = ["BadInput", "LlmRequestRejected", "GateBudgetSpent", "StepFailed", "TokenBudgetSpent",
+                 "ReviewAborted", "ArtifactChanged", "ArtifactExists"]
 FEEDBACK_ITEMS = 12  # reasons handed to the retried step; more only dilutes a small model's attention
 KEPT_REASONS = 5  # reasons per rejection kept in the run's history and report
 
@@ -134,43 +145,100 @@ async def _even_if_cancelled(*announcements: Callable[[], Awaitable[None]]) -> N
             return
 
 
+class SpentBudget(Protocol):
+    """What a step whose budget is spent does instead of failing: waits for a person (``review``) or leaves its
+    work out (``quarantine``). Returns the decision taken."""
+
+    async def __call__(self, step: str, attempts: int, output: StepOutput, verdict: GateVerdict,
+                       check: Callable[[StepOutput], Awaitable[GateVerdict]]) -> Decided: ...
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A decision on a spent step, and for ``correct`` the corrected output (it passed the rules)."""
+
+    record: ReviewRecord
+    correction: ArtifactRef | None = None
+
+
+Validate = Callable[[StepOutput, bool], Awaitable[GateVerdict]]
+
+
 async def run_gated_step(
     step: str,
     budget: int,
     analyze: Callable[[int, list[FailedCheck]], Awaitable[StepOutput]],
-    validate: Callable[[StepOutput], Awaitable[GateVerdict]],
+    validate: Validate,
     events: GateEvents | None = None,
+    when_spent: SpentBudget | None = None,
 ) -> GateRecord:
-    """Run one step through its gate, at most ``budget`` times; a spent budget fails the run, naming the step."""
+    """Run one step through its gate, at most ``budget`` times. A spent budget fails the run, naming the step,
+    unless ``when_spent`` decides otherwise: approve or correct (accepted, marked so), retry (a new budget, the
+    reviewer's note added to the feedback), quarantine (the step is left out), abort (the run fails)."""
     feedback: list[FailedCheck] = []
     rejections: list[GateVerdict] = []
+    reviews: list[ReviewRecord] = []
     usage = TokenUsage()
-    for attempt in range(1, budget + 1):
-        if events:
-            await events.started(attempt)
-        output = await analyze(attempt, feedback)
-        verdict = await validate(output)
-        usage = usage + output.usage + verdict.usage
-        if verdict.passed:
+    first = 1
+    while True:
+        output: StepOutput | None = None
+        verdict: GateVerdict | None = None
+        for attempt in range(first, first + budget):
             if events:
+                await events.started(attempt)
+            output = await analyze(attempt, feedback)
+            if output.reused_from is not None:  # validated in an earlier run over the same work
+                if events:
+                    await events.succeeded(attempt)
+                return GateRecord(step=step, attempts=attempt, passed=True, accepted_output=output.output,
+                                  rejections=rejections, usage=usage, outcome="reused", reviews=reviews,
+                                  reused_from=output.reused_from)
+            verdict = await validate(output, True)
+            usage = usage + output.usage + verdict.usage
+            if verdict.passed:
+                if events:
+                    await events.verdict(verdict)
+                    await events.succeeded(attempt)
+                return GateRecord(step=step, attempts=attempt, passed=True, accepted_output=output.output,
+                                  rejections=rejections, usage=usage, reviews=reviews)
+            rejections.append(_trimmed(verdict))
+            feedback = verdict.failed_checks[:FEEDBACK_ITEMS]
+            workflow.logger.info("gate rejected %s attempt %d (%s layer, %d checks failed)", step, attempt,
+                                 verdict.layer, verdict.failed_total)
+            if events and attempt < first + budget - 1:
                 await events.verdict(verdict)
-                await events.succeeded(attempt)
-            return GateRecord(step=step, attempts=attempt, passed=True, accepted_output=output.output,
-                              rejections=rejections, usage=usage)
-        rejections.append(_trimmed(verdict))
-        feedback = verdict.failed_checks[:FEEDBACK_ITEMS]
-        workflow.logger.info("gate rejected %s attempt %d (%s layer, %d checks failed)", step, attempt,
-                             verdict.layer, verdict.failed_total)
-        if events and attempt < budget:
-            await events.verdict(verdict)
-            await events.retrying(attempt + 1, feedback)
-        elif events:
-            await _even_if_cancelled(partial(events.verdict, verdict), partial(events.failed, attempt, verdict))
-    raise ApplicationError(
-        budget_spent_message(step, budget, rejections[-1]),
-        GateRecord(step=step, attempts=budget, passed=False, accepted_output=None, rejections=rejections,
-                   usage=usage),
-        type="GateBudgetSpent",
-        non_retryable=True,
-    )
-
+                await events.retrying(attempt + 1, feedback)
+            elif events:
+                await _even_if_cancelled(partial(events.verdict, verdict), partial(events.failed, attempt, verdict))
+        assert output is not None and verdict is not None
+        attempts = first + budget - 1
+        if when_spent is None:
+            raise ApplicationError(
+                budget_spent_message(step, attempts, rejections[-1]),
+                GateRecord(step=step, attempts=attempts, passed=False, accepted_output=None,
+                           rejections=rejections, usage=usage),
+                type="GateBudgetSpent",
+                non_retryable=True,
+            )
+        decided = await when_spent(step, attempts, output, verdict, lambda out: validate(out, False))
+        review = decided.record
+        reviews.append(review)
+        record = GateRecord(step=step, attempts=attempts, passed=False, accepted_output=None, rejections=rejections,
+                            usage=usage, outcome="quarantined", reviews=reviews)
+        if review.action == "approve":
+            return record.model_copy(update={"passed": True, "accepted_output": output.output, "outcome": "approved"})
+        if review.action == "correct":
+            return record.model_copy(update={"passed": True, "accepted_output": decided.correction,
+                                             "outcome": "corrected"})
+        if review.action == "quarantine":
+            return record
+        if review.action == "abort":
+            raise ApplicationError(
+                f"step {step}: the reviewer {review.reviewer} aborted the run after {attempts} rejected attempts: "
+                f"{review.note or 'no reason given'}", type="ReviewAborted", non_retryable=True)
+        # retry: a new budget, with the reviewer's note ahead of the validator's reasons
+        feedback = [FailedCheck(check="reviewer", reason=f"A reviewer says: {review.note}"[:300]),
+                    *feedback[:FEEDBACK_ITEMS - 1]]
+        first = attempts + 1
+        if events:
+            await events.retrying(first, feedback)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 
 from temporalio import activity
 
@@ -13,6 +14,7 @@ from shared.contracts import (
     BranchUsage,
     CitedInsight,
     ContactChunkOutput,
+    Coverage,
     FactCatalogue,
     GateRecord,
     GateSummary,
@@ -20,11 +22,14 @@ from shared.contracts import (
     InsightsOutput,
     LayerCount,
     OpportunityChunkOutput,
+    QuarantinedStep,
     Report,
     ReportRequest,
+    ReviewedStep,
     RunResult,
     TokenUsage,
 )
+from shared.datasets import read_contacts, read_opportunities
 from shared.figures import count, fact_value, money, percent
 
 TABLE_ROWS = 50
@@ -75,6 +80,15 @@ def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
         (x.stage, count(x.count), money(x.value), ", ".join(x.spellings)) for x in o.stage_breakdown])
     if o.stage_spelling_variants:
         out += ["", f"Data quality: {o.stage_spelling_variants} stages are written in more than one way."]
+    if report.quarantined_total:
+        out += ["", "## Coverage: what this report leaves out", ""]
+        out += [f"- {x.branch}: {count(x.covered)} of {count(x.rows)} rows covered ({percent(x.share_pct)}); every "
+                "figure from model labels below counts the covered rows only" for x in report.coverage]
+        out += [f"- **{q.step}** quarantined: {count(q.rows)} rows ({', '.join(q.ids)}"
+                f"{', …' if q.rows > len(q.ids) else ''}); last rejection: {'; '.join(q.reasons) or 'n/a'}"
+                for q in report.quarantined]
+        if report.quarantined_total > len(report.quarantined):
+            out += [f"- … and {report.quarantined_total - len(report.quarantined)} more quarantined steps"]
     out += ["", "## Validated enrichments", ""]
     out += [f"- {s.enriched_contacts} contacts enriched; {s.decision_makers} decision makers; "
             + ", ".join(f"{x.key}: {x.count}" for x in s.seniority)
@@ -96,6 +110,8 @@ def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
     if len(enrichments) > TABLE_ROWS or len(risks) > TABLE_ROWS:
         out += ["", f"(first {TABLE_ROWS} rows shown; all of them are in `{report.enrichments.key}`)"]
     out += ["", "## Insights", ""]
+    if report.insights_missing:
+        out += [f"No insights: {report.insights_missing}"]
     for number, cited in enumerate(report.insights, 1):
         out += [f"{number}. **{cited.insight.title}** {cited.insight.text}"]
         out += [f"   - `{fact.id}`: {fact.label} = {fact_value(fact)}" for fact in cited.facts]
@@ -104,8 +120,20 @@ def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
     out += ["", "## Validation gates", "",
             f"{g.gated_steps} gated steps, {g.attempts} attempts; rejections by layer: {layers}; "
             f"{g.steps_fixed_by_retry} steps fixed by a retry with the validator's reasons.", ""]
+    if report.reused_steps:
+        out += [f"{report.reused_steps} steps reused an output validated in an earlier run over the same data "
+                "(no model call).", ""]
+    for reviewed in report.reviewed:
+        for r in reviewed.reviews:
+            who = "nobody, in time" if r.timed_out else r.reviewer
+            out += [f"- **{reviewed.step}**: {r.action} by {who} at {r.decided_at:%Y-%m-%d %H:%M} UTC"
+                    + (f": {r.note}" if r.note else "") + f" (step {reviewed.outcome})"]
+    if report.reviewed:
+        out += [""]
     for gate in g.rejected_steps:
-        outcome = f"accepted at attempt {gate.attempts}" if gate.passed else "budget spent"
+        outcome = f"accepted at attempt {gate.attempts}" if gate.passed and gate.outcome == "passed" else (
+            {"approved": "approved by a reviewer", "corrected": "corrected by a reviewer",
+             "quarantined": "quarantined", "reused": "reused"}.get(gate.outcome, "budget spent"))
         out += [f"- **{gate.step}**: {outcome}"]
         for verdict in gate.rejections:
             reasons = "; ".join(check.reason for check in verdict.failed_checks)
@@ -122,16 +150,36 @@ def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
     return "\n".join(out)
 
 
+def _no_insights(gate: GateRecord) -> str:
+    last = "; ".join(c.reason for c in gate.rejections[-1].failed_checks[:3]) if gate.rejections else ""
+    return (f"the insights step was quarantined after {gate.attempts} rejected attempts"
+            + (f"; the last rejection said: {last}" if last else "")
+            + ". The facts and validated enrichments above stand; no insight was validated.")
+
+
+def percent_of(part: int, whole: int) -> Decimal | None:
+    return None if whole == 0 else (Decimal(100 * part) / whole).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
 class ReportActivities:
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
+
+    def _quarantined(self, gate: GateRecord) -> QuarantinedStep:
+        """A left-out step: how many rows, which (the first of them), and why its last attempt was rejected."""
+        ids: list[str] = []
+        if gate.chunk is not None:
+            reader = read_contacts if gate.step.startswith("contacts/") else read_opportunities
+            ids = [r.id for r in reader(self.store, gate.chunk)]
+        reasons = [c.reason for c in gate.rejections[-1].failed_checks[:5]] if gate.rejections else []
+        return QuarantinedStep(step=gate.step, rows=len(ids), ids=ids[:MAX_LISTED], reasons=reasons)
 
     @activity.defn(name=steps.WRITE_REPORT)
     def write_report(self, request: ReportRequest) -> RunResult:
         """Gather the accepted outputs and write the report files; returns the report and where it is."""
         context = self.store.read_model(request.insights_context, InsightsContext)
         catalogue = {f.id: f for f in self.store.read_model(context.catalogue, FactCatalogue).facts}
-        insights = [
+        insights = [] if request.insights_output is None else [
             CitedInsight(insight=insight, facts=[catalogue[i] for i in insight.facts if i in catalogue])
             for insight in self.store.read_model(request.insights_output, InsightsOutput).insights
         ]
@@ -148,10 +196,24 @@ class ReportActivities:
             for name, branch in (("contacts", request.contact_gates), ("opportunities", request.opportunity_gates),
                                  ("insights", [request.insights_gate]))
         ]
+        quarantined = [self._quarantined(g) for g in gates if g.outcome == "quarantined"]
+        left_out = {branch: sum(q.rows for q in quarantined if q.step.startswith(f"{branch}/"))
+                    for branch in ("contacts", "opportunities")}
+        coverage = [
+            Coverage(branch=branch, rows=rows, covered=rows - left_out[branch],
+                     share_pct=percent_of(rows - left_out[branch], rows))
+            for branch, rows in (("contacts", request.facts.contacts.total_contacts),
+                                 ("opportunities", request.facts.opportunities.total_opportunities))
+        ]
         report = Report(
             run_id=request.run_id, facts=request.facts, summary=context.summary, insights=insights,
             gates=summarize_gates(gates), usage=sum((b.usage for b in by_branch), TokenUsage()),
-            usage_by_branch=by_branch, enrichments=enrichments,
+            usage_by_branch=by_branch, enrichments=enrichments, coverage=coverage,
+            quarantined=quarantined[:MAX_LISTED], quarantined_total=len(quarantined),
+            reviewed=[ReviewedStep(step=g.step, outcome=g.outcome, reviews=g.reviews) for g in gates
+                      if any(r.reviewer != "policy" for r in g.reviews)][:MAX_LISTED],
+            reused_steps=sum(g.outcome == "reused" for g in gates),
+            insights_missing=None if request.insights_output is not None else _no_insights(request.insights_gate),
         )
         json_ref = self.store.write_bytes(f"{base}/report.json", report.model_dump_json(indent=2).encode())
         md_ref = self.store.write_bytes(f"{base}/report.md",

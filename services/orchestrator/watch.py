@@ -75,6 +75,8 @@ class BranchTally:
     rejections: int = 0
     retries: int = 0
     failed_attempts: int = 0  # activity attempts that failed or timed out (Temporal retried them)
+    waiting: int = 0  # steps waiting for a reviewer
+    quarantined: int = 0
     task: TaskID | None = None
 
 
@@ -100,8 +102,7 @@ class Watcher:
         tally = self._tally(branch)
         if self.progress is None:
             return
-        label = f"{branch:<13} {tally.rejections} rejected, {tally.retries} retried" + (
-            f", {tally.failed_attempts} failed attempts" if tally.failed_attempts else "")
+        label = f"{branch:<13} {tally.rejections} rejected, {tally.retries} retried" + _extras(tally)
         if tally.task is None:
             tally.task = self.progress.add_task(label, total=tally.chunks or None)
         self.progress.update(tally.task, completed=tally.done, total=tally.chunks or None, description=label)
@@ -151,11 +152,29 @@ class Watcher:
                 self._refresh(branch)
         elif event.kind == "activity_retry":
             self.line(f"#{event.seq} {event.step}: {event.body.summary}")
+        elif event.kind == "review_requested":
+            self.line(f"#{event.seq} {event.step} waits for a reviewer after {event.attempt} rejected attempts: "
+                      f"tollgate review {event.run_id} {event.step}")
+            self._tally(branch).waiting += 1
+            self._refresh(branch)
+        elif event.kind == "review_resolved":
+            self.line(f"#{event.seq} {event.step}: {event.body.summary}")
+            self._tally(branch).waiting -= 1
+            self._refresh(branch)
+        elif event.kind == "step_quarantined":
+            self.line(f"#{event.seq} {event.step} quarantined: {event.body.summary}")
+            self._tally(branch).quarantined += 1
+            self._refresh(branch)
 
     def totals(self) -> list[str]:
         return [f"{name}: {t.done}/{t.chunks} chunks done, {t.rejections} rejections, {t.retries} retries"
-                + (f", {t.failed_attempts} failed attempts" if t.failed_attempts else "")
-                for name, t in self.branches.items()]
+                + _extras(t) for name, t in self.branches.items()]
+
+
+def _extras(t: BranchTally) -> str:
+    return "".join(f", {n} {what}" for n, what in ((t.failed_attempts, "failed attempts"),
+                                                    (t.waiting, "waiting for review"),
+                                                    (t.quarantined, "quarantined")) if n)
 
 
 async def tally(redis_url: str, run_id: str) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from functools import partial
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -15,7 +16,8 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureE
 
 with workflow.unsafe.imports_passed_through():
     from services.orchestrator.fanout import settle_all
-    from services.orchestrator.gate import run_gated_step, run_step
+    from services.orchestrator.gate import SpentBudget, run_gated_step, run_step
+    from services.orchestrator.review_desk import ReviewDesk
     from shared import steps
     from shared.contracts import (
         AggregateRequest,
@@ -74,6 +76,18 @@ def budget_spent(run_id: str, step: str, spent: int, allowed: int) -> Applicatio
     )
 
 
+def spent_handler(desk: ReviewDesk, run_id: str, options: RunOptions, branch: Branch | None,
+                  chunk: ArtifactRef | None = None) -> SpentBudget | None:
+    """What a spent budget does in this run: nothing (the run fails), or the desk's review or quarantine."""
+    if options.on_spent == "fail":
+        return None
+
+    async def say(kind: EventKind, step: str, attempt: int, body: EventBody) -> None:
+        await announce(run_id, kind, step, attempt, branch, body)
+
+    return partial(desk.when_spent, options.on_spent, run_id, options.review_timeout, say, chunk)
+
+
 class StepAnnouncer:
     """A gate's transitions as progress events."""
 
@@ -103,8 +117,12 @@ class StepAnnouncer:
 
 
 @workflow.defn(name=steps.BATCH_WORKFLOW)
-class ChunkBatchWorkflow:
-    """Gates a batch of chunks of one branch, at most ``max_parallel_chunks`` at a time."""
+class ChunkBatchWorkflow(ReviewDesk):
+    """Gates a batch of chunks of one branch, at most ``max_parallel_chunks`` at a time; a chunk whose budget is
+    spent waits here for its review while the others go on."""
+
+    def __init__(self) -> None:
+        ReviewDesk.__init__(self)
 
     @workflow.run
     async def run(self, request: BatchRequest) -> BatchResult:
@@ -117,15 +135,14 @@ class ChunkBatchWorkflow:
 
             async def analyze(attempt: int, feedback: list[FailedCheck]) -> StepOutput:
                 task = ChunkTask(run_id=request.run_id, step=step, branch=request.branch, chunk=chunk,
-                                 attempt=attempt, feedback=feedback)
+                                 attempt=attempt, feedback=feedback, reuse=options.reuse)
                 return await run_step(
                     ANALYZE[request.branch], task, StepOutput, options.analysis, options.analyzer_queue, step,
                 )
 
-            async def validate(output: StepOutput) -> GateVerdict:
+            async def validate(output: StepOutput, ai: bool) -> GateVerdict:
                 task = ValidationTask(run_id=request.run_id, step=step, attempt=output.attempt, output=output,
-                                      ai_review_sample=options.ai_review_sample,
-                                      chunk=chunk)
+                                      ai_review_sample=options.ai_review_sample if ai else 0, chunk=chunk)
                 return await run_step(
                     VALIDATE[request.branch], task, GateVerdict, options.validation, options.validator_queue, step,
                 )
@@ -135,9 +152,10 @@ class ChunkBatchWorkflow:
                 if request.token_allowance and spent >= request.token_allowance:
                     raise budget_spent(request.run_id, step, spent, request.token_allowance)
                 record = await run_gated_step(step, options.gate_attempts, analyze, validate,
-                                              StepAnnouncer(request.run_id, step, request.branch))
+                                              StepAnnouncer(request.run_id, step, request.branch),
+                                              spent_handler(self, request.run_id, options, request.branch, chunk))
                 spent += record.usage.tokens
-                return record
+                return record.model_copy(update={"chunk": chunk}) if record.outcome == "quarantined" else record
 
         gates = await settle_all(
             [gate_chunk(request.first_index + offset, chunk) for offset, chunk in enumerate(request.chunks)]
@@ -146,10 +164,11 @@ class ChunkBatchWorkflow:
 
 
 @workflow.defn(name=steps.WORKFLOW)
-class CrmAnalysisWorkflow:
+class CrmAnalysisWorkflow(ReviewDesk):
     """Ingest, both branches in parallel, aggregation, gated insights, report."""
 
     def __init__(self) -> None:
+        ReviewDesk.__init__(self)
         self._progress = RunProgress(stage="starting")
         self._tokens = 0
 
@@ -175,11 +194,15 @@ class CrmAnalysisWorkflow:
                                body=EventBody(summary=failure_reason(error)[:2000]))
             raise
         report = result.report
+        left_out = f"; {report.quarantined_total} steps quarantined" if report.quarantined_total else ""
+        reviewed = f"; {len(report.reviewed)} steps decided by a reviewer" if report.reviewed else ""
+        reused = f"; {report.reused_steps} steps reused" if report.reused_steps else ""
         await announce(request.run_id, "run_completed", body=EventBody(
             report=result.report_location or result.report_markdown.key, usage=report.usage,
             summary=f"{report.summary.enriched_contacts} contacts enriched, {report.summary.assessed_opportunities} "
             f"opportunities assessed, {len(report.insights)} insights; "
-            f"{sum(x.rejections for x in report.gates.rejections_by_layer)} gate rejections"))
+            f"{sum(x.rejections for x in report.gates.rejections_by_layer)} gate rejections{left_out}{reviewed}"
+            f"{reused}"))
         return result
 
     async def _run(self, request: RunRequest) -> RunResult:
@@ -220,15 +243,14 @@ class CrmAnalysisWorkflow:
 
         async def analyze(attempt: int, feedback: list[FailedCheck]) -> StepOutput:
             task = InsightsTask(run_id=request.run_id, step="insights", attempt=attempt, context=context,
-                                feedback=feedback)
+                                feedback=feedback, reuse=options.reuse)
             return await run_step(
                 steps.WRITE_INSIGHTS, task, StepOutput, options.analysis, options.analyzer_queue, "insights",
             )
 
-        async def validate(output: StepOutput) -> GateVerdict:
+        async def validate(output: StepOutput, ai: bool) -> GateVerdict:
             task = ValidationTask(run_id=request.run_id, step="insights", attempt=output.attempt, output=output,
-                                  ai_review_sample=options.ai_review_sample,
-                                  insights_context=context)
+                                  ai_review_sample=options.ai_review_sample if ai else 0, insights_context=context)
             return await run_step(
                 steps.VALIDATE_INSIGHTS, task, GateVerdict, options.validation, options.validator_queue, "insights",
             )
@@ -236,10 +258,10 @@ class CrmAnalysisWorkflow:
         if options.token_budget and self._tokens >= options.token_budget:
             raise budget_spent(request.run_id, "insights", self._tokens, options.token_budget)
         insights_gate = await run_gated_step("insights", options.gate_attempts, analyze, validate,
-                                             StepAnnouncer(request.run_id, "insights", None))
+                                             StepAnnouncer(request.run_id, "insights", None),
+                                             spent_handler(self, request.run_id, options, None))
 
         self._advance(stage="report")
-        assert insights_gate.accepted_output is not None
         result = await run_step(
             steps.WRITE_REPORT,
             ReportRequest(run_id=request.run_id, facts=ingested.facts, insights_output=insights_gate.accepted_output,

@@ -10,7 +10,7 @@ from opentelemetry.trace import Span
 from temporalio import activity
 
 from services.validator import checks, claims, judge
-from shared import steps
+from shared import reuse, steps
 from shared.artifacts import ArtifactStore
 from shared.contracts import (
     MAX_FAILED_CHECKS,
@@ -91,6 +91,11 @@ class ValidatorActivities:
             "passed" if verdict.passed else "rejected", verdict.layer,
             "" if verdict.passed else f", {verdict.failed_total} failed checks",
         )
+        produced = task.output
+        if verdict.passed and produced.reuse_key and produced.reused_from is None:
+            # found again by a later run over the same work (a reviewer's correction has no key: it is not)
+            await asyncio.to_thread(reuse.record, self.store, produced.reuse_key, reuse.ReuseEntry(
+                run_id=task.run_id, step=task.step, output=produced.output, records=produced.records))
         return verdict
 
     @activity.defn(name=steps.VALIDATE_CONTACTS)
