@@ -382,6 +382,8 @@ class EnrichmentSummary(Contract):
     risk_levels: list[CountItem]
     high_risk_value: Money
     riskiest_deals: list[RiskyDeal] = Field(max_length=10)
+    unknown_ids_left_out: int = Field(default=0, description="Records of accepted outputs (a reviewer's approval) "
+                                      "whose id is in neither export: left out of every figure.")
     relabelled_contacts: int = Field(default=0, description="Contacts whose title was labelled otherwise in "
                                      "another chunk and who took the labels most of that title's contacts got.")
 
@@ -423,6 +425,8 @@ class InsightsContext(Contract):
     prompt_facts: list[str] = Field(max_length=120, description="Ids of the facts shown to the model.")
     contact_labels: ArtifactRef = Field(description="Every validated contact label, one title one label (a "
                                         "ContactChunkOutput).")
+    risks: ArtifactRef | None = Field(default=None, description="Every accepted risk of a deal in the export (an "
+                                      "OpportunityChunkOutput).")
 
 
 class FactCatalogue(Contract):

@@ -188,6 +188,8 @@ def answer(request: Request, behaviour: str) -> str:
         labels = [_contact_label(row) for row in _json_lines(prompt, "CONTACTS (")]
         if behaviour == "invent_ids" and labels:
             labels[-1] = {**labels[-1], "id": "99999"}
+        if behaviour == "all_junior":
+            labels = [{**label, "seniority": "junior"} for label in labels]
         if behaviour == "mislabel_executive":
             labels = [{**label, "seniority": "junior"} if label["seniority"] == "executive" else label
                       for label in labels]

@@ -198,14 +198,22 @@ class AnalyzerActivities:
     def aggregate_enrichments(self, request: AggregateRequest) -> ArtifactRef:
         """Sum the validated chunk outputs, build the fact catalogue over them and the full data, and write the
         insights agent's context; returns its reference."""
-        chunks = [self.store.read_model(ref, ContactChunkOutput).enrichments for ref in request.contact_outputs]
         people = pl.scan_parquet([self.store.path(ref) for ref in request.contacts.chunks]).select(
             "id", "company", "title").collect()
+        deals = pl.scan_parquet([self.store.path(ref) for ref in request.opportunities.chunks]).select(
+            "id", "name", "amount", "stage", "contact_id"
+        ).collect()
+        # a gate never passes a record for an id the chunk lacks; a reviewer's approval can: it counts nowhere
+        known_people = set(people.get_column("id").to_list())
+        known_deals = set(deals.get_column("id").to_list())
+        read = [self.store.read_model(ref, ContactChunkOutput).enrichments for ref in request.contact_outputs]
+        chunks = [[e for e in chunk if e.id in known_people] for chunk in read]
+        all_risks = [r for ref in request.opportunity_outputs
+                     for r in self.store.read_model(ref, OpportunityChunkOutput).risks]
+        risks = [r for r in all_risks if r.id in known_deals]
+        unknown = sum(map(len, read)) - sum(map(len, chunks)) + len(all_risks) - len(risks)
         contacts, relabelled = one_label_per_title(chunks, dict(zip(
             people.get_column("id").to_list(), people.get_column("title").to_list(), strict=True)))
-        risks = [
-            r for ref in request.opportunity_outputs for r in self.store.read_model(ref, OpportunityChunkOutput).risks
-        ]
         enriched = pl.DataFrame(
             [e.model_dump() for e in contacts],
             schema={"id": pl.String, "seniority": pl.String, "department": pl.String, "decision_maker": pl.Boolean,
@@ -215,9 +223,6 @@ class AnalyzerActivities:
             [{"id": r.id, "risk": r.risk, "reason": r.reason} for r in risks],
             schema={"id": pl.String, "risk": pl.String, "reason": pl.String},
         )
-        deals = pl.scan_parquet([self.store.path(ref) for ref in request.opportunities.chunks]).select(
-            "id", "name", "amount", "stage", "contact_id"
-        ).collect()
         high = assessed.filter(pl.col("risk") == "high").join(deals, on="id").sort("amount", descending=True)
         summary = EnrichmentSummary(
             enriched_contacts=enriched.height,
@@ -231,6 +236,7 @@ class AnalyzerActivities:
             riskiest_deals=[RiskyDeal(**row) for row in high.head(10).select(
                 "id", "name", "amount", "stage", "reason").to_dicts()],
             relabelled_contacts=relabelled,
+            unknown_ids_left_out=unknown,
         )
         catalogue, shown = build_catalogue(
             request.facts, people, deals,
@@ -238,8 +244,9 @@ class AnalyzerActivities:
         catalogue_ref = self.store.write_model(f"runs/{request.run_id}/fact-catalogue.json", catalogue)
         labels_ref = self.store.write_model(f"runs/{request.run_id}/contact-labels.json",
                                             ContactChunkOutput(enrichments=contacts))
+        risks_ref = self.store.write_model(f"runs/{request.run_id}/risks.json", OpportunityChunkOutput(risks=risks))
         context = InsightsContext(facts=request.facts, summary=summary, catalogue=catalogue_ref, prompt_facts=shown,
-                                  contact_labels=labels_ref)
+                                  contact_labels=labels_ref, risks=risks_ref)
         return self.store.write_model(f"runs/{request.run_id}/insights-context.json", context)
 
     @activity.defn(name=steps.WRITE_INSIGHTS)
@@ -248,8 +255,11 @@ class AnalyzerActivities:
         catalogue = await asyncio.to_thread(self.store.read_model, context.catalogue, FactCatalogue)
         shown = set(context.prompt_facts)
         facts = [f for f in catalogue.facts if f.id in shown]
-        key = self._reuse_key("insights", catalogue.model_dump_json().encode() + b"\n" + "\n".join(
-            context.prompt_facts).encode())
+        # canonical: the catalogue's order comes from group-bys, which do not keep one
+        key = self._reuse_key("insights", "\n".join([
+            *sorted(f.model_dump_json() for f in catalogue.facts), *sorted(e.model_dump_json() for e in
+                                                                         catalogue.entities),
+            *sorted(context.prompt_facts)]).encode())
         if (found := await self._reused(task, key)) is not None:
             return found
         answer = await ask_structured(

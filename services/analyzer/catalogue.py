@@ -190,12 +190,11 @@ def build_catalogue(facts: Facts, contacts: pl.DataFrame, deals: pl.DataFrame, l
             entities.append(NamedEntity(kind="deal", name=str(row["name"]), refers_to=str(row["id"])))
     facts_made = list(b.facts.values())
     # a quarantined chunk leaves rows without labels: a figure from labels says how many rows it counts
+    # (the note carries no number: a number in a label invites the model to state it, unbound)
     if people.height < contacts.height:
-        facts_made = _partial(facts_made, LABELLED_CONTACT_FACTS,
-                              f"labelled contacts only: {people.height} of {contacts.height}")
+        facts_made = _partial(facts_made, LABELLED_CONTACT_FACTS, "among the labelled contacts only")
     if assessed.height < deals.height:
-        facts_made = _partial(facts_made, ASSESSED_DEAL_FACTS,
-                              f"assessed deals only: {assessed.height} of {deals.height}")
+        facts_made = _partial(facts_made, ASSESSED_DEAL_FACTS, "among the assessed deals only")
     catalogue = FactCatalogue(facts=facts_made, entities=entities)
     return catalogue, prompt_facts(catalogue)
 
@@ -207,7 +206,7 @@ ASSESSED_DEAL_FACTS = ("risk:", "deal:")
 
 
 def _partial(facts: list[Fact], prefixes: tuple[str, ...], note: str) -> list[Fact]:
-    return [f.model_copy(update={"label": f"{f.label} ({note})"}) if f.id.startswith(prefixes) else f
+    return [f.model_copy(update={"label": f"{note}, {f.label}"}) if f.id.startswith(prefixes) else f
             for f in facts]
 
 

@@ -84,9 +84,9 @@ def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
         out += ["", "## Coverage: what this report leaves out", ""]
         out += [f"- {x.branch}: {count(x.covered)} of {count(x.rows)} rows covered ({percent(x.share_pct)}); every "
                 "figure from model labels below counts the covered rows only" for x in report.coverage]
-        out += [f"- **{q.step}** quarantined: {count(q.rows)} rows ({', '.join(q.ids)}"
-                f"{', …' if q.rows > len(q.ids) else ''}); last rejection: {'; '.join(q.reasons) or 'n/a'}"
-                for q in report.quarantined]
+        out += [f"- **{q.step}** quarantined" + (f": {count(q.rows)} rows ({', '.join(q.ids)}"
+                                                 f"{', …' if q.rows > len(q.ids) else ''})" if q.rows else "")
+                + f"; last rejection: {'; '.join(q.reasons) or 'n/a'}" for q in report.quarantined]
         if report.quarantined_total > len(report.quarantined):
             out += [f"- … and {report.quarantined_total - len(report.quarantined)} more quarantined steps"]
     out += ["", "## Validated enrichments", ""]
@@ -184,8 +184,9 @@ class ReportActivities:
             for insight in self.store.read_model(request.insights_output, InsightsOutput).insights
         ]
         contacts = [self.store.read_model(context.contact_labels, ContactChunkOutput)]
-        opportunities = [self.store.read_model(g.accepted_output, OpportunityChunkOutput)
-                         for g in request.opportunity_gates if g.accepted_output]
+        opportunities = [self.store.read_model(context.risks, OpportunityChunkOutput)] if context.risks else [
+            self.store.read_model(g.accepted_output, OpportunityChunkOutput)
+            for g in request.opportunity_gates if g.accepted_output]
         lines = [e.model_dump_json() for chunk in contacts for e in chunk.enrichments]
         lines += [r.model_dump_json() for chunk in opportunities for r in chunk.risks]
         base = f"runs/{request.run_id}/report"

@@ -1,0 +1,106 @@
+"""Reuse of validated work across runs, and outputs that cannot change once written.
+
+A rerun over the same export calls no model; a changed chunk is the only one analyzed again. Each execution of an
+analysis writes its output once, under a key of its own, and every later reader checks its sha256: a late attempt
+can neither overwrite what was validated nor slip in something else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
+
+from services.orchestrator.cli import start_run
+from services.validator.activities import ValidatorActivities
+from shared import steps
+from shared.artifacts import ArtifactChanged, ArtifactExists, ArtifactStore
+from shared.contracts import ContactChunkOutput, ContactEnrichment, RunResult, StepOutput, ValidationTask
+from shared.datasets import chunk_key, write_chunk
+from shared.llm import resolve_endpoint
+from shared.settings import Settings
+from tests.harness import ARTICLE, Stack
+from tests.scripted_llm import ScriptedLlm
+
+OPPORTUNITIES = ARTICLE / "crm_opportunities.csv"
+
+
+def export(path: Path, tag: str, titles: dict[int, str] | None = None) -> Path:
+    """Six contacts whose companies carry ``tag``, so no other test's validated work matches them."""
+    rows = [f"{i},Person {i},{tag} Co {i % 2},{(titles or {}).get(i, 'Engineering Manager')},2024-01-01"
+            for i in range(1, 7)]
+    path.write_text("id,name,company,title,created_date\n" + "\n".join(rows) + "\n")
+    return path
+
+
+async def test_a_rerun_reuses_every_validated_step_and_a_changed_chunk_alone_is_analyzed_again(
+        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str, tmp_path: Path) -> None:
+    settings = stack.settings.model_copy(update={"contact_chunk_size": 2, "reuse_validated": True})
+    first = export(tmp_path / "first.csv", run_id)
+
+    async def run(name: str, contacts: Path, reuse: bool = True) -> RunResult:
+        handle = await start_run(client, settings.model_copy(update={"reuse_validated": reuse}), contacts,
+                                 OPPORTUNITIES, name)
+        return await asyncio.wait_for(handle.result(), 60)
+
+    original = await run(f"{run_id}-a", first)
+    assert original.report.reused_steps == 0
+    asked = {r.step for r in scripted_llm.requests_for(f"{run_id}-a")}
+    assert {"contacts/chunk-00000", "contacts/chunk-00001", "contacts/chunk-00002", "insights"} <= asked
+
+    again = await run(f"{run_id}-b", first)
+    assert scripted_llm.requests_for(f"{run_id}-b") == [], "an identical export calls no model, no judge"
+    gates = again.report.gates
+    assert again.report.reused_steps == gates.gated_steps == original.report.gates.gated_steps
+    assert again.report.summary == original.report.summary
+    assert [i.insight for i in again.report.insights] == [i.insight for i in original.report.insights]
+    assert again.report.usage.calls == 0
+
+    # one contact of the second chunk changes its title: that chunk alone is analyzed (and the insights, whose
+    # facts changed with it)
+    changed = export(tmp_path / "changed.csv", run_id, {3: "Engineering Director"})
+    third = await run(f"{run_id}-c", changed)
+    asked = {(r.step, r.agent) for r in scripted_llm.requests_for(f"{run_id}-c")}
+    assert {step for step, agent in asked if agent == "contact-enricher"} == {"contacts/chunk-00001"}
+    assert not any(agent == "opportunity-risk" for _, agent in asked)
+    assert third.report.reused_steps == gates.gated_steps - 2
+
+    # reuse off: the model is asked again
+    fresh = await run(f"{run_id}-d", first, reuse=False)
+    assert fresh.report.reused_steps == 0 and scripted_llm.requests_for(f"{run_id}-d", "contacts/chunk-00000")
+
+
+def test_an_attempts_output_is_written_once_and_checked_on_every_read(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    key = steps.output_key("r1", "contacts/chunk-00000", 1, 1)
+    assert key != steps.output_key("r1", "contacts/chunk-00000", 1, 2), "a retried execution writes beside it"
+    ref = store.write_bytes(key, b'{"enrichments": []}', once=True)
+    assert ref.sha256 is not None
+    with pytest.raises(ArtifactExists, match="written once"):
+        store.write_bytes(key, b'{"enrichments": [1]}', once=True)  # a late execution of the same attempt
+    assert store.read_bytes(ref) == b'{"enrichments": []}'
+    store.write_bytes(key, b'{"enrichments": [2]}')  # forced past write-once (another process, an operator)
+    with pytest.raises(ArtifactChanged, match="not the output that was validated"):
+        store.read_bytes(ref)
+
+
+async def test_the_validator_refuses_an_output_that_changed_after_it_was_written(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    chunk = write_chunk(store, "contacts", chunk_key("r2", "contacts", 0), [{
+        "id": "1", "name": "Ann", "company": "Acme", "title": "Engineering Manager", "created_date": None,
+        "extra": [], "quality_flags": []}])
+    label = ContactEnrichment(id="1", seniority="mid", department="engineering", decision_maker=False,
+                              rationale="manager")
+    ref = store.write_model(steps.output_key("r2", "contacts/chunk-00000", 1, 1),
+                            ContactChunkOutput(enrichments=[label]), once=True)
+    tampered = label.model_copy(update={"seniority": "executive", "decision_maker": True})
+    store.write_model(ref.key, ContactChunkOutput(enrichments=[tampered]))
+    settings = Settings(llm_provider="openai-compatible", llm_base_url="http://127.0.0.1:9/v1", llm_model="x")
+    activities = ValidatorActivities(store, settings, resolve_endpoint(settings))
+    task = ValidationTask(run_id="r2", step="contacts/chunk-00000", attempt=1, ai_review_sample=0, chunk=chunk,
+                          output=StepOutput(step="contacts/chunk-00000", attempt=1, output=ref, records=1))
+    with pytest.raises(ArtifactChanged):
+        await ActivityEnvironment().run(activities.validate_contact_chunk, task)
