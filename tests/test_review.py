@@ -59,7 +59,8 @@ async def test_every_decision_through_the_cli(client: Client, stack: Stack, scri
 
     listed = await tollgate_cli(env, "review")
     assert listed.returncode == 0, listed.stderr
-    assert run_id in listed.stdout and "contacts/chunk-00003" in listed.stdout and "4 steps waiting" in listed.stdout
+    assert run_id in listed.stdout and "contacts/chunk-00003" in listed.stdout
+    assert "4 steps waiting for a review" in listed.stdout
 
     shown = await tollgate_cli(env, "review", run_id, "contacts/chunk-00001")
     assert shown.returncode == 0, shown.stderr

@@ -44,7 +44,7 @@ def summarize_gates(gates: Sequence[GateRecord]) -> GateSummary:
             LayerCount(layer="deterministic", rejections=sum(v.layer == "deterministic" for v in rejections)),
             LayerCount(layer="ai", rejections=sum(v.layer == "ai" for v in rejections)),
         ],
-        steps_fixed_by_retry=sum(gate.passed and gate.attempts > 1 for gate in gates),
+        steps_fixed_by_retry=sum(gate.outcome == "passed" and gate.attempts > 1 for gate in gates),
         rejected_steps=[gate for gate in gates if gate.rejections][:MAX_LISTED],
         rejected_steps_total=sum(bool(gate.rejections) for gate in gates),
     )

@@ -85,8 +85,9 @@ def listing(pending: Sequence[PendingReview], console: Console) -> None:
     if not pending:
         console.print("no step is waiting for a review")
         return
-    table = Table(title=f"{len(pending)} steps waiting for a review", title_justify="left")
-    for column in ("run", "step", "waiting", "attempts", "quarantined in", "why (the validator's last reasons)"):
+    title = "1 step waiting" if len(pending) == 1 else f"{len(pending)} steps waiting"
+    table = Table(title=f"{title} for a review", title_justify="left")
+    for column in ("run", "step", "waiting", "attempts", "decide within", "why (the validator's last reasons)"):
         table.add_column(column, overflow="fold")
     for p in pending:
         why = f"{p.layer} layer, {p.failed_total} checks: " + "; ".join(c.reason for c in p.reasons[:2])
