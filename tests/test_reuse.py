@@ -63,9 +63,9 @@ async def test_a_rerun_reuses_every_validated_step_and_a_changed_chunk_alone_is_
     # facts changed with it)
     changed = export(tmp_path / "changed.csv", run_id, {3: "Engineering Director"})
     third = await run(f"{run_id}-c", changed)
-    asked = {(r.step, r.agent) for r in scripted_llm.requests_for(f"{run_id}-c")}
-    assert {step for step, agent in asked if agent == "contact-enricher"} == {"contacts/chunk-00001"}
-    assert not any(agent == "opportunity-risk" for _, agent in asked)
+    pairs = {(r.step, r.agent) for r in scripted_llm.requests_for(f"{run_id}-c")}
+    assert {step for step, agent in pairs if agent == "contact-enricher"} == {"contacts/chunk-00001"}
+    assert not any(agent == "opportunity-risk" for _, agent in pairs)
     assert third.report.reused_steps == gates.gated_steps - 2
 
     # reuse off: the model is asked again
