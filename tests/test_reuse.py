@@ -25,8 +25,6 @@ from shared.settings import Settings
 from tests.harness import ARTICLE, Stack
 from tests.scripted_llm import ScriptedLlm
 
-OPPORTUNITIES = ARTICLE / "crm_opportunities.csv"
-
 
 def export(path: Path, tag: str, titles: dict[int, str] | None = None) -> Path:
     """Six contacts whose companies carry ``tag``, so no other test's validated work matches them."""
@@ -36,14 +34,23 @@ def export(path: Path, tag: str, titles: dict[int, str] | None = None) -> Path:
     return path
 
 
+def deals(path: Path, tag: str) -> Path:
+    """The article's deals, named with ``tag``: no other test's validated work matches them."""
+    rows = (ARTICLE / "crm_opportunities.csv").read_text().splitlines()
+    path.write_text("\n".join([rows[0], *(row.replace(",", f",{tag} ", 1)
+                                         for row in rows[1:])]) + "\n")
+    return path
+
+
 async def test_a_rerun_reuses_every_validated_step_and_a_changed_chunk_alone_is_analyzed_again(
         client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str, tmp_path: Path) -> None:
     settings = stack.settings.model_copy(update={"contact_chunk_size": 2, "reuse_validated": True})
     first = export(tmp_path / "first.csv", run_id)
+    opportunities = deals(tmp_path / "deals.csv", run_id)
 
     async def run(name: str, contacts: Path, reuse: bool = True) -> RunResult:
         handle = await start_run(client, settings.model_copy(update={"reuse_validated": reuse}), contacts,
-                                 OPPORTUNITIES, name)
+                                 opportunities, name)
         return await asyncio.wait_for(handle.result(), 60)
 
     original = await run(f"{run_id}-a", first)
