@@ -39,6 +39,7 @@ class EventBody(Contract):
     events_lost: int = 0
     activity: str | None = Field(default=None, description="activity_failed, activity_retry: the activity.")
     activity_attempt: int | None = Field(default=None, description="Its Temporal attempt (1, 2, 3 …).")
+    output: str | None = Field(default=None, description="review_requested: the last output's artifact key.")
 
 
 class ProgressEvent(Contract):

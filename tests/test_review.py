@@ -127,6 +127,9 @@ async def test_every_decision_through_the_cli(client: Client, stack: Stack, scri
     assert sorted(k for k in kinds if k[0] == "review_requested") == [
         ("review_requested", f"contacts/chunk-{i:05d}") for i in range(4)]
     assert len([k for k in kinds if k[0] == "review_resolved"]) == 4
+    requested = next(e for e in events if e.kind == "review_requested" and e.step == "contacts/chunk-00001")
+    assert requested.body.output and requested.body.output.startswith(f"runs/{run_id}/steps/contacts/chunk-00001/")
+    assert any("not in the input" in reason for reason in requested.body.reasons)
     assert ("step_quarantined", "contacts/chunk-00003") in kinds
 
 

@@ -107,6 +107,7 @@ class ReviewDesk:
         self._checks[step] = check
         await announce("review_requested", step, attempts, EventBody(
             summary=f"waiting for a reviewer: tollgate review {run_id} {step}", layer=verdict.layer,
+            output=output.output.key,
             reasons=[c.reason for c in verdict.failed_checks[:SHOWN_REASONS]]))
         try:
             await workflow.wait_condition(lambda: step in self._decided, timeout=review_timeout)
