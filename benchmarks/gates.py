@@ -496,9 +496,9 @@ async def measure_judge(result: Evaluation) -> None:
                     "correct_outputs": len(result.correct), "false_rejections": wrongly}
 
 
-def accuracy(enrichments: Path, truth: dict[str, tuple[str, str, bool]]) -> dict[str, Any]:
-    """A run's validated contact labels scored against the ground truth."""
-    labels = [json.loads(line) for line in enrichments.read_text().splitlines() if '"seniority"' in line]
+def accuracy(enrichments: str, truth: dict[str, tuple[str, str, bool]]) -> dict[str, Any]:
+    """A run's validated contact labels (its enrichments.jsonl text) scored against the ground truth."""
+    labels = [json.loads(line) for line in enrichments.splitlines() if '"seniority"' in line]
     scored = [row for row in labels if row["id"] in truth]
     if not scored:
         return {"contacts": 0}
@@ -589,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: dict[str, Any] = {"totals": result.totals(), "classes": [c.__dict__ for c in result.classes],
                                "false_rejection_reasons": result.false_rejection_reasons, "judge": result.judge}
     if args.enrichments:
-        scored = accuracy(args.enrichments, ground_truth())
+        scored = accuracy(Path(args.enrichments).read_text(), ground_truth())
         figures["accuracy"] = scored
         lines += ["", f"validated labels against the ground truth ({scored['contacts']} contacts): seniority "
                   f"{_pct(scored.get('seniority'))}, department {_pct(scored.get('department'))}, decision maker "

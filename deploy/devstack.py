@@ -116,7 +116,9 @@ class DevStack:
         env = dict(os.environ)
         env["TOLLGATE_TEMPORAL_ADDRESS"] = self.settings.temporal_address
         env["TOLLGATE_REDIS_URL"] = self.settings.redis_url
-        env["TOLLGATE_ARTIFACT_ROOT"] = str(Path(self.settings.artifact_root).resolve())
+        root = self.settings.artifact_root
+        env["TOLLGATE_ARTIFACT_ROOT"] = root if "://" in root and not root.startswith("file://") else str(
+            Path(root.removeprefix("file://")).resolve())
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.extra_env)
         return env

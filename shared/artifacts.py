@@ -1,23 +1,32 @@
-"""The artifact store: a directory shared by every service, addressed by keys.
+"""The artifact store: where the uploaded exports, normalized chunks, step outputs and reports live, by key.
 
-Writes are atomic (temporary file, then rename), so a worker killed mid-write never leaves a half file for
-the next attempt to read. A step's output is written once (``write_once``: a key unique to its attempt, refused if
-it exists) and referenced with its sha256, which every read of it checks: what was validated is what is read.
+Selected by URL (``TOLLGATE_ARTIFACT_ROOT``): a local directory or ``file://`` URL for ``tollgate dev`` and tests,
+or any fsspec URL, such as ``s3://bucket/prefix`` for MinIO or S3 (credentials from the standard AWS variables,
+the endpoint from ``TOLLGATE_S3_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL``). Services read and write nothing else.
+
+Local writes are atomic (temporary file, then rename), so a worker killed mid-write never leaves a half file for
+the next attempt to read; an object store's put is atomic by itself. A step's output is written once
+(``write_once``: a key unique to its attempt, refused if it exists) and referenced with its sha256, which every read
+of it checks: what was validated is what is read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from shared.contracts import ArtifactRef
 
 M = TypeVar("M", bound=BaseModel)
+CHUNK = 1024 * 1024
 
 
 class ArtifactChanged(RuntimeError):
@@ -32,50 +41,96 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class ArtifactStore:
-    """Keys are relative POSIX paths below ``root``; ``file://`` URLs are accepted for the root."""
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
 
-    def __init__(self, root: str | Path) -> None:
+
+def _checked_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts) or "\\" in key:
+        raise ValueError(f"artifact key {key!r} is not a relative key below the store")
+    return key
+
+
+class ArtifactStore:
+    """Keys are relative POSIX paths below the store's root."""
+
+    def __init__(self, root: str | Path, endpoint_url: str | None = None) -> None:
         text = str(root)
-        if text.startswith("file://"):
-            text = text.removeprefix("file://")
-        elif "://" in text:
-            raise ValueError(f"artifact root {text!r}: only local paths and file:// URLs are supported")
-        self.root = Path(text).expanduser().resolve()
+        self.remote = "://" in text and not text.startswith("file://")
+        if self.remote:
+            import fsspec
+
+            options: dict[str, Any] = {}
+            endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+            if text.startswith("s3://") and endpoint:
+                options["client_kwargs"] = {"endpoint_url": endpoint}
+            self.fs, base = fsspec.core.url_to_fs(text, **options)
+            self.base = base.rstrip("/")
+            self.url = text.rstrip("/")
+            self.root = Path("/nonexistent")  # no local path: everything goes through the filesystem object
+        else:
+            self.root = Path(text.removeprefix("file://")).expanduser().resolve()
+            self.url = self.root.as_uri()
+
+    # --- addressing ------------------------------------------------------------------------------------------
 
     def path(self, ref: ArtifactRef | str) -> Path:
-        key = ref.key if isinstance(ref, ArtifactRef) else ref
+        """The local file behind a key (a local store only)."""
+        if self.remote:
+            raise ValueError(f"the store at {self.url} is not local; read artifacts through the store")
+        key = _checked_key(ref.key if isinstance(ref, ArtifactRef) else ref)
         resolved = (self.root / key).resolve()
         if not resolved.is_relative_to(self.root):
             raise ValueError(f"artifact key {key!r} escapes the store")
         return resolved
 
+    def _remote(self, ref: ArtifactRef | str) -> str:
+        return f"{self.base}/{_checked_key(ref.key if isinstance(ref, ArtifactRef) else ref)}"
+
+    def location(self, ref: ArtifactRef | str) -> str:
+        """Where an artifact is, for a person: an absolute path, or the object's URL."""
+        key = ref.key if isinstance(ref, ArtifactRef) else ref
+        return f"{self.url}/{_checked_key(key)}" if self.remote else str(self.path(key))
+
+    # --- bytes ---------------------------------------------------------------------------------------------
+
     def write_bytes(self, key: str, data: bytes, once: bool = False) -> ArtifactRef:
         """Write atomically; ``once``: refuse (``ArtifactExists``) if the key is taken, and return the reference
         with the data's sha256."""
-        target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        if self.remote:
+            target = self._remote(key)
+            if once and self.fs.exists(target):
+                raise ArtifactExists(f"artifact {key} exists already; an attempt's output is written once")
+            self.fs.pipe_file(target, data)
+            return ArtifactRef(key=key, sha256=sha256_of(data) if once else None)
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             if once:
                 try:
-                    os.link(tmp, target)  # atomic and exclusive: fails if the key exists
+                    os.link(tmp, path)  # atomic and exclusive: fails if the key exists
                 except FileExistsError:
                     raise ArtifactExists(f"artifact {key} exists already; an attempt's output is written once") \
                         from None
                 finally:
                     Path(tmp).unlink(missing_ok=True)
             else:
-                os.replace(tmp, target)
+                os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return ArtifactRef(key=key, sha256=sha256_of(data) if once else None)
 
     def read_bytes(self, ref: ArtifactRef | str) -> bytes:
-        data = self.path(ref).read_bytes()
+        data: bytes = self.fs.cat_file(self._remote(ref)) if self.remote else self.path(ref).read_bytes()
         if isinstance(ref, ArtifactRef) and ref.sha256 is not None and sha256_of(data) != ref.sha256:
             raise ArtifactChanged(f"artifact {ref.key} changed after it was written (sha256 {sha256_of(data)[:12]}…, "
                                   f"expected {ref.sha256[:12]}…); it is not the output that was validated")
@@ -88,4 +143,47 @@ class ArtifactStore:
         return model_type.model_validate_json(self.read_bytes(ref))
 
     def exists(self, ref: ArtifactRef | str) -> bool:
-        return self.path(ref).exists()
+        return bool(self.fs.exists(self._remote(ref))) if self.remote else self.path(ref).exists()
+
+    # --- files -----------------------------------------------------------------------------------------------
+
+    def upload(self, source: Path, prefix: str = "uploads") -> ArtifactRef:
+        """Put a local file in the store under its content's digest: an identical file is stored once."""
+        digest = file_sha256(source)
+        key = f"{prefix}/{digest[:2]}/{digest}{source.suffix.lower()}"
+        if not self.exists(key):
+            if self.remote:
+                self.fs.put_file(str(source), self._remote(key))
+            else:
+                target = self.path(key)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+                os.close(fd)
+                try:
+                    shutil.copyfile(source, tmp)
+                    os.replace(tmp, target)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+        return ArtifactRef(key=key, sha256=digest)
+
+    @contextmanager
+    def local_copy(self, ref: ArtifactRef, name: str) -> Iterator[Path]:
+        """The artifact as a local file called ``name`` (so errors name the user's file), for readers that stream
+        from a path: a link to the file in a local store, a temporary download from a remote one. Checked against
+        the reference's sha256 either way."""
+        with tempfile.TemporaryDirectory(prefix="tollgate-") as folder:
+            path = Path(folder) / (Path(name).name or "export.csv")
+            if self.remote:
+                self.fs.get_file(self._remote(ref), str(path))
+            else:
+                path.symlink_to(self.path(ref))
+            if ref.sha256 is not None and file_sha256(path) != ref.sha256:
+                raise ArtifactChanged(f"artifact {ref.key} ({name}) is not the file that was uploaded "
+                                      "(its sha256 differs)")
+            yield path
+
+
+def store_from(settings: Any) -> ArtifactStore:
+    """The store the settings select."""
+    return ArtifactStore(settings.artifact_root, getattr(settings, "s3_endpoint_url", None))

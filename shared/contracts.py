@@ -151,8 +151,10 @@ class Facts(Contract):
 
 class IngestRequest(Contract):
     run_id: str
-    contacts_path: str
-    opportunities_path: str
+    contacts: ArtifactRef = Field(description="The uploaded contacts export, in the store.")
+    contacts_name: str = Field(max_length=255, description="Its file name as the user gave it, for messages.")
+    opportunities: ArtifactRef
+    opportunities_name: str = Field(max_length=255)
     contact_chunk_size: int
     opportunity_chunk_size: int
     decimal_separator: Literal[".", ","] = "."
@@ -466,10 +468,16 @@ class RunOptions(Contract):
     validation: StepPolicy
 
 
+# A run id becomes part of store keys and workflow ids: no path separators, bounded.
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
 class RunRequest(Contract):
-    run_id: str
-    contacts_path: str
-    opportunities_path: str
+    run_id: Annotated[str, Field(pattern=RUN_ID_PATTERN)]
+    contacts: ArtifactRef = Field(description="The contacts export, uploaded to the store by the client.")
+    contacts_name: str = Field(max_length=255)
+    opportunities: ArtifactRef
+    opportunities_name: str = Field(max_length=255)
     options: RunOptions
 
 

@@ -38,9 +38,23 @@ def write_chunk(store: ArtifactStore, branch: Branch, key: str, rows: Sequence[M
     return store.write_bytes(key, buffer.getvalue())
 
 
+def read_frame(store: ArtifactStore, ref: ArtifactRef, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """One chunk, through the store (a local file or an object)."""
+    if not store.remote:
+        return pl.read_parquet(store.path(ref), columns=list(columns) if columns else None)
+    return pl.read_parquet(io.BytesIO(store.read_bytes(ref)), columns=list(columns) if columns else None)
+
+
+def scan_chunks(store: ArtifactStore, refs: Sequence[ArtifactRef]) -> pl.LazyFrame:
+    """Every chunk of a dataset as one frame (lazily scanned from local files; read in turn from objects)."""
+    if not store.remote:
+        return pl.scan_parquet([store.path(ref) for ref in refs])
+    return pl.concat([read_frame(store, ref) for ref in refs]).lazy()
+
+
 def read_contacts(store: ArtifactStore, ref: ArtifactRef) -> list[ContactRecord]:
-    return [ContactRecord.model_validate(row) for row in pl.read_parquet(store.path(ref)).to_dicts()]
+    return [ContactRecord.model_validate(row) for row in read_frame(store, ref).to_dicts()]
 
 
 def read_opportunities(store: ArtifactStore, ref: ArtifactRef) -> list[OpportunityRecord]:
-    return [OpportunityRecord.model_validate(row) for row in pl.read_parquet(store.path(ref)).to_dicts()]
+    return [OpportunityRecord.model_validate(row) for row in read_frame(store, ref).to_dicts()]

@@ -42,8 +42,11 @@ class Settings(BaseSettings):
     analyzer_queue: str = "tollgate-analyzer"
     validator_queue: str = "tollgate-validator"
 
-    # Where ingested data, step outputs and reports live; shared by every service.
-    artifact_root: Path = Path(".tollgate/artifacts")
+    # Where uploaded exports, chunks, step outputs and reports live: a directory or file:// URL, or an object store
+    # URL such as s3://bucket/prefix (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    artifact_root: str = ".tollgate/artifacts"
+    s3_endpoint_url: str | None = Field(default=None, description="An S3-compatible endpoint (MinIO), else "
+                                        "AWS_ENDPOINT_URL, else AWS.")
 
     # LLM. Keys are read here by the workers only; they never enter workflow inputs or history.
     llm_provider: LlmProvider | None = Field(

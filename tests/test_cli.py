@@ -28,7 +28,7 @@ async def test_run_wait_prints_the_summary_and_ui_link(stack: Stack, run_id: str
     assert "contacts 5 at 3 companies (top: Acme Corp, 3)" in done.stdout
     assert "open pipeline $75,000, won $80,000, win rate 100.0% by value, 100.0% by count" in done.stdout
     # the report's path is absolute, wherever the workers run and this command was typed
-    report = stack.settings.artifact_root / "runs" / run_id / "report" / "report.md"
+    report = Path(stack.settings.artifact_root) / "runs" / run_id / "report" / "report.md"
     assert f"report: {report.resolve()}" in done.stdout
     assert "16686" not in done.stdout  # no trace link: no trace endpoint or Jaeger URL is configured
 

@@ -45,7 +45,7 @@ def test_accuracy_scores_a_run_against_the_ground_truth(tmp_path: Path) -> None:
     ]
     path = tmp_path / "enrichments.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"id": "x", "risk": "low"}\n')
-    scored = accuracy(path, truth)
+    scored = accuracy(path.read_text(), truth)
     assert scored["contacts"] == 2 and scored["seniority"] == 0.5 and scored["department"] == 1.0
 
 

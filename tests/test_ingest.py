@@ -9,11 +9,23 @@ import pytest
 
 from services.analyzer.ingest import BadInputError, ingest, parse_amount, parse_contacts, parse_opportunities
 from shared.artifacts import ArtifactStore
-from shared.contracts import IngestRequest, KeyValue
+from shared.contracts import ArtifactRef, IngestRequest, KeyValue
 from shared.datasets import read_contacts, read_opportunities
 from tests.harness import ARTICLE
 
 HEADER = "id,name,company,title,created_date"
+
+
+def uploaded(store: ArtifactStore, run_id: str, contacts: str | Path, opportunities: str | Path,
+             contact_chunk_size: int, opportunity_chunk_size: int) -> IngestRequest:
+    """An ingest request as the client makes it: both exports uploaded to the store first (a missing file is
+    left for ingest to refuse, as a file the store lost would be)."""
+    def put(path: str | Path) -> ArtifactRef:
+        file = Path(path)
+        return store.upload(file) if file.is_file() else ArtifactRef(key=f"uploads/missing/{file.name}")
+    return IngestRequest(run_id=run_id, contacts=put(contacts), contacts_name=Path(contacts).name,
+                         opportunities=put(opportunities), opportunities_name=Path(opportunities).name,
+                         contact_chunk_size=contact_chunk_size, opportunity_chunk_size=opportunity_chunk_size)
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> str:
@@ -65,8 +77,7 @@ def test_quality_flags_are_computed_not_guessed(tmp_path: Path) -> None:
 def test_bad_contacts_name_file_row_and_column(tmp_path: Path, content: str | bytes, message: str) -> None:
     path = write(tmp_path, "c.csv", content)
     store = ArtifactStore(tmp_path / "store")
-    request = IngestRequest(run_id="r", contacts_path=path, opportunities_path=str(ARTICLE / "crm_opportunities.csv"),
-                            contact_chunk_size=10, opportunity_chunk_size=10)
+    request = uploaded(store, "r", path, str(ARTICLE / "crm_opportunities.csv"), 10, 10)
     with pytest.raises(BadInputError) as caught:
         ingest(store, request, lambda _: None)
     assert str(caught.value) == message
@@ -107,8 +118,7 @@ def test_ingest_chunks_the_data_and_computes_the_facts(tmp_path: Path) -> None:
                           "2,B,Closed Lost,50,2,\n3,C,Negotiation,50,99,\n4,D,closed won,0,98,\n")
     store = ArtifactStore(tmp_path / "store")
     beats: list[int] = []
-    result = ingest(store, IngestRequest(run_id="r1", contacts_path=contacts, opportunities_path=opportunities,
-                                         contact_chunk_size=4, opportunity_chunk_size=3), beats.append)
+    result = ingest(store, uploaded(store, "r1", contacts, opportunities, 4, 3), beats.append)
     assert result.contacts.rows == 11 and len(result.contacts.chunks) == 3
     assert [c.id for c in read_contacts(store, result.contacts.chunks[2])] == ["9", "10", "11"]
     assert [o.id for o in read_opportunities(store, result.opportunities.chunks[1])] == ["4"]
@@ -134,8 +144,7 @@ def test_companies_and_titles_are_grouped_by_one_key(tmp_path: Path) -> None:
                      "3,C, ACME  Corp ,Senior Engineer,\n4,D,Beta,CEO,\n5,E,Acme Corp,CEO,\n")
     opportunities = write(tmp_path, "o.csv", "id,name,stage,amount,contact_id,close_date\n1,A,Prospecting,10,1,\n")
     store = ArtifactStore(tmp_path / "store")
-    c = ingest(store, IngestRequest(run_id="r1", contacts_path=contacts, opportunities_path=opportunities,
-                                    contact_chunk_size=4, opportunity_chunk_size=3), lambda _: None).facts.contacts
+    c = ingest(store, uploaded(store, "r1", contacts, opportunities, 4, 3), lambda _: None).facts.contacts
     # the spelling used most names the group
     assert (c.unique_companies, c.top_company, c.top_company_contacts, c.unique_titles) == (2, "Acme Corp", 4, 2)
 
@@ -143,9 +152,8 @@ def test_companies_and_titles_are_grouped_by_one_key(tmp_path: Path) -> None:
 def test_a_closed_free_export_has_no_win_rate(tmp_path: Path) -> None:
     contacts = write(tmp_path, "c.csv", f"{HEADER}\n1,A,Acme,CEO,\n")
     opportunities = write(tmp_path, "o.csv", "id,name,stage,amount,contact_id,close_date\n1,A,Prospecting,10,1,\n")
-    o = ingest(ArtifactStore(tmp_path / "store"), IngestRequest(
-        run_id="r1", contacts_path=contacts, opportunities_path=opportunities, contact_chunk_size=4,
-        opportunity_chunk_size=3), lambda _: None).facts.opportunities
+    store = ArtifactStore(tmp_path / "store")
+    o = ingest(store, uploaded(store, "r1", contacts, opportunities, 4, 3), lambda _: None).facts.opportunities
     assert o.win_rate_by_value_pct is None and o.win_rate_by_count_pct is None  # null, never 0 or NaN
     assert o.open_pipeline_value == Decimal(10)
 

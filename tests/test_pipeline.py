@@ -62,7 +62,7 @@ async def test_clean_run_produces_the_correct_report(client: Client, stack: Stac
     assert len(contact_requests) == 1 and '"title":"CTO"' in contact_requests[0].prompt
     assert '"title":"CEO"' not in contact_requests[0].prompt
     assert report.usage.calls == 6  # three analyses and three AI reviews
-    store_root = stack.settings.artifact_root
+    store_root = Path(stack.settings.artifact_root)
     markdown = (store_root / result.report_markdown.key).read_text()
     assert "| 1 | executive | executive | yes |" in markdown
     lines = (store_root / report.enrichments.key).read_text().splitlines()

@@ -71,7 +71,7 @@ async def test_real_local_model_end_to_end(local_stack: Stack, run_id: str) -> N
         4, Decimal(155000), Decimal(75000), Decimal(80000), Decimal(100))
     assert o.orphan_opportunities == 0
 
-    lines = (local_stack.settings.artifact_root / report.enrichments.key).read_text().splitlines()
+    lines = (Path(local_stack.settings.artifact_root) / report.enrichments.key).read_text().splitlines()
     contacts = [ContactEnrichment.model_validate_json(x) for x in lines if '"seniority"' in x]
     risks = [OpportunityRisk.model_validate_json(x) for x in lines if '"risk"' in x]
     assert sorted(e.id for e in contacts) == ["1", "2", "3", "4", "5"]  # every real id, once, none invented

@@ -39,7 +39,7 @@ from shared.contracts import (
     StepOutput,
     TokenUsage,
 )
-from shared.datasets import read_contacts, read_opportunities
+from shared.datasets import read_contacts, read_opportunities, scan_chunks
 from shared.llm import LlmCall, ModelEndpoint, ask_structured
 from shared.settings import Settings
 from shared.taxonomy import title_rule
@@ -198,9 +198,8 @@ class AnalyzerActivities:
     def aggregate_enrichments(self, request: AggregateRequest) -> ArtifactRef:
         """Sum the validated chunk outputs, build the fact catalogue over them and the full data, and write the
         insights agent's context; returns its reference."""
-        people = pl.scan_parquet([self.store.path(ref) for ref in request.contacts.chunks]).select(
-            "id", "company", "title").collect()
-        deals = pl.scan_parquet([self.store.path(ref) for ref in request.opportunities.chunks]).select(
+        people = scan_chunks(self.store, request.contacts.chunks).select("id", "company", "title").collect()
+        deals = scan_chunks(self.store, request.opportunities.chunks).select(
             "id", "name", "amount", "stage", "contact_id"
         ).collect()
         # a gate never passes a record for an id the chunk lacks; a reviewer's approval can: it counts nowhere

@@ -35,7 +35,7 @@ from shared.contracts import (
     QualityFlag,
     StageItem,
 )
-from shared.datasets import CONTACT_COLUMNS, OPPORTUNITY_COLUMNS, chunk_key, write_chunk
+from shared.datasets import CONTACT_COLUMNS, OPPORTUNITY_COLUMNS, chunk_key, read_frame, scan_chunks, write_chunk
 from shared.taxonomy import company_key, stage_key, stage_name, title_key
 
 WON_STAGE = "closed won"
@@ -254,7 +254,7 @@ def _write_dataset(
 
 
 def _scan(store: ArtifactStore, dataset: DatasetRef) -> pl.LazyFrame:
-    return pl.scan_parquet([store.path(ref) for ref in dataset.chunks])
+    return scan_chunks(store, dataset.chunks)
 
 
 def _keyed(frame: pl.DataFrame, column: str, key: Callable[[str], str]) -> pl.DataFrame:
@@ -345,18 +345,24 @@ def opportunity_facts(store: ArtifactStore, dataset: DatasetRef) -> OpportunityF
 
 
 def ingest(store: ArtifactStore, request: IngestRequest, heartbeat: Callable[[int], None]) -> IngestResult:
-    """Parse, normalize and chunk both exports, and compute the facts over the full data."""
-    contacts = _write_dataset(
-        store, request.run_id, "contacts", request.contacts_path,
-        parse_contacts(request.contacts_path), request.contact_chunk_size, heartbeat,
-    )
+    """Parse, normalize and chunk both exports (read from the store, where the client uploaded them), and compute
+    the facts over the full data."""
+    for ref, name in ((request.contacts, request.contacts_name), (request.opportunities, request.opportunities_name)):
+        if not store.exists(ref):
+            raise BadInputError(name, "file not found (it is not in the artifact store; start the run again)")
+    with store.local_copy(request.contacts, request.contacts_name) as path:
+        contacts = _write_dataset(
+            store, request.run_id, "contacts", str(path), parse_contacts(str(path)), request.contact_chunk_size,
+            heartbeat,
+        )
     contact_ids: set[str] = set()
     for ref in contacts.chunks:
-        contact_ids.update(pl.read_parquet(store.path(ref), columns=["id"]).get_column("id").to_list())
-    opportunities = _write_dataset(
-        store, request.run_id, "opportunities", request.opportunities_path,
-        parse_opportunities(request.opportunities_path, contact_ids, request.decimal_separator),
-        request.opportunity_chunk_size, heartbeat,
-    )
+        contact_ids.update(read_frame(store, ref, ["id"]).get_column("id").to_list())
+    with store.local_copy(request.opportunities, request.opportunities_name) as path:
+        opportunities = _write_dataset(
+            store, request.run_id, "opportunities", str(path),
+            parse_opportunities(str(path), contact_ids, request.decimal_separator),
+            request.opportunity_chunk_size, heartbeat,
+        )
     facts = Facts(contacts=contact_facts(store, contacts), opportunities=opportunity_facts(store, opportunities))
     return IngestResult(contacts=contacts, opportunities=opportunities, facts=facts)

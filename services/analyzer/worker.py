@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from services.analyzer.activities import AnalyzerActivities
-from shared.artifacts import ArtifactStore
+from shared.artifacts import store_from
 from shared.llm import resolve_endpoint
 from shared.settings import get_settings
 from shared.temporal import configure_logging, serve
@@ -14,7 +14,7 @@ from shared.temporal import configure_logging, serve
 def main() -> None:
     configure_logging("analyzer")
     settings = get_settings()
-    activities = AnalyzerActivities(ArtifactStore(settings.artifact_root), settings, resolve_endpoint(settings))
+    activities = AnalyzerActivities(store_from(settings), settings, resolve_endpoint(settings))
     asyncio.run(
         serve(
             settings,

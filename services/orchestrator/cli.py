@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 import uuid
 from collections.abc import Sequence
@@ -23,7 +24,17 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from shared import steps
-from shared.contracts import Report, ReviewAction, RunOptions, RunProgress, RunRequest, RunResult, StepPolicy
+from shared.artifacts import store_from
+from shared.contracts import (
+    RUN_ID_PATTERN,
+    Report,
+    ReviewAction,
+    RunOptions,
+    RunProgress,
+    RunRequest,
+    RunResult,
+    StepPolicy,
+)
 from shared.datasets import CONTACT_COLUMNS, OPPORTUNITY_COLUMNS
 from shared.failures import failure_reason, run_ending
 from shared.figures import money, percent
@@ -92,7 +103,7 @@ def ui_link(settings: Settings, run_id: str) -> str:
 
 def report_location(result: RunResult, settings: Settings) -> str:
     """The report's absolute location as the workers wrote it (a run from before it was recorded: resolved here)."""
-    return result.report_location or str(Path(settings.artifact_root).resolve() / result.report_markdown.key)
+    return result.report_location or store_from(settings).location(result.report_markdown)
 
 
 def _coverage(report: Report) -> str:
@@ -182,16 +193,27 @@ def check_exports(contacts: Path, opportunities: Path) -> None:
                        f"{opportunities.name} the contacts'; the contacts export comes first", EXIT_USAGE)
 
 
+def check_run_id(run_id: str) -> str:
+    """A run id becomes part of workflow ids and store keys: letters, digits, '.', '_', '-', at most 100."""
+    if not re.fullmatch(RUN_ID_PATTERN, run_id):
+        raise CliError(f"run id {run_id[:120]!r} is not allowed: use 1 to 100 letters, digits, '.', '_' or '-', "
+                       "starting with a letter or digit (no '/', no spaces)", EXIT_USAGE)
+    return run_id
+
+
 def run_request(settings: Settings, contacts: Path, opportunities: Path, run_id: str) -> RunRequest:
-    """The workflow's input: absolute paths, which every worker reads from the shared filesystem."""
+    """The workflow's input: the two exports uploaded to the artifact store (by content: an identical export is
+    stored once), so workers read the store, never the client's disk."""
     check_exports(contacts, opportunities)
-    return RunRequest(run_id=run_id, contacts_path=str(contacts.resolve()),
-                      opportunities_path=str(opportunities.resolve()), options=run_options(settings))
+    store = store_from(settings)
+    return RunRequest(run_id=check_run_id(run_id), contacts=store.upload(contacts), contacts_name=contacts.name,
+                      opportunities=store.upload(opportunities), opportunities_name=opportunities.name,
+                      options=run_options(settings))
 
 
 async def start_run(client: Client, settings: Settings, contacts: Path, opportunities: Path,
                     run_id: str) -> WorkflowHandle[object, RunResult]:
-    request = run_request(settings, contacts, opportunities, run_id)
+    request = await asyncio.to_thread(run_request, settings, contacts, opportunities, run_id)
     try:
         return await client.start_workflow(
             steps.WORKFLOW, request, id=run_id, task_queue=settings.orchestrator_queue, result_type=RunResult,
@@ -211,8 +233,8 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     if args.on_spent or args.no_reuse:
         settings = settings.model_copy(update={"on_spent": args.on_spent or settings.on_spent,
                                                "reuse_validated": settings.reuse_validated and not args.no_reuse})
+    run_id = check_run_id(args.run_id) if args.run_id else f"crm-{uuid.uuid4().hex[:12]}"
     client = await _client(settings)
-    run_id = args.run_id or f"crm-{uuid.uuid4().hex[:12]}"
     # The root of the run's trace: Temporal's interceptor hangs the workflow and every step below it.
     with tracer().start_as_current_span("tollgate run", attributes={"tollgate.run_id": run_id}):
         handle = await start_run(client, settings, Path(args.contacts), Path(args.opportunities), run_id)
@@ -398,8 +420,6 @@ async def cmd_review(args: argparse.Namespace, settings: Settings) -> None:
     from rich.console import Console
 
     from services.orchestrator import review_cli
-    from shared.artifacts import ArtifactStore
-
     console = Console(width=max(Console().width, 160) if not sys.stdout.isatty() else None)
     choices: tuple[ReviewAction, ...] = ("approve", "correct", "retry", "quarantine", "abort")
     actions = [name for name in choices if getattr(args, name)]
@@ -417,7 +437,7 @@ async def cmd_review(args: argparse.Namespace, settings: Settings) -> None:
         here = ", ".join(p.step for p in pending) or "none"
         raise CliError(f"step {args.step} of run {args.run_id} is not waiting for a review (waiting in this run: "
                        f"{here})", EXIT_USAGE)
-    store = ArtifactStore(settings.artifact_root)
+    store = store_from(settings)
     try:
         if args.export:
             written = review_cli.export(store, waiting, Path(args.export))

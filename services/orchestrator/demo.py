@@ -16,6 +16,7 @@ from temporalio.client import WorkflowFailureError
 from deploy.devstack import DevStack, DevStackError, run_dev, running
 from services.orchestrator.cli import start_run
 from services.orchestrator.watch import tally
+from shared.artifacts import store_from
 from shared.contracts import RunProgress, RunResult
 from shared.failures import failure_reason
 from shared.settings import Settings
@@ -74,23 +75,23 @@ async def _run_and_follow(settings: Settings, contacts: Path, opportunities: Pat
 
 def _closing(settings: Settings, result: RunResult, elapsed: float) -> list[str]:
     """The report, then one line of what the run measured (and, on the sample, how right its labels were)."""
-    report_path = Path(settings.artifact_root).resolve() / result.report_markdown.key
+    store = store_from(settings)
     report = result.report
     layers = ", ".join(f"{x.layer} {x.rejections}" for x in report.gates.rejections_by_layer)
-    lines = [report_path.read_text(), (
+    lines = [store.read_bytes(result.report_markdown).decode(), (
         f"measured: {elapsed:.0f} s for the run; {report.usage.calls} LLM calls, {report.usage.input_tokens:,} "
         f"tokens in, {report.usage.output_tokens:,} out; rejections by layer: {layers}; "
         f"{report.gates.steps_fixed_by_retry} steps fixed by a retry")]
     with contextlib.suppress(ImportError):  # the gate benchmark ships with the repository, not the wheel
         from benchmarks.gates import accuracy, ground_truth
 
-        scored = accuracy(Path(settings.artifact_root).resolve() / report.enrichments.key, ground_truth())
+        scored = accuracy(store.read_bytes(report.enrichments).decode(), ground_truth())
         if scored["contacts"]:
             lines.append(
                 f"labels against the sample's hand-labelled ground truth ({scored['contacts']} contacts): seniority "
                 f"{scored['seniority']:.0%}, department {scored['department']:.0%}, decision maker "
                 f"{scored['decision_maker']:.0%}")
-    lines.append(f"report: {report_path}")
+    lines.append(f"report: {result.report_location or store.location(result.report_markdown)}")
     return lines
 
 

@@ -220,4 +220,4 @@ class ReportActivities:
         md_ref = self.store.write_bytes(f"{base}/report.md",
                                         render_markdown(report, contacts, opportunities).encode())
         return RunResult(report=report, report_json=json_ref, report_markdown=md_ref,
-                         report_location=str(self.store.path(md_ref)))
+                         report_location=self.store.location(md_ref))

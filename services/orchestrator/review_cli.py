@@ -8,6 +8,7 @@ the workflow checks it (and runs a correction through the step's deterministic r
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import getpass
 import io
@@ -232,8 +233,8 @@ async def decide(client: Client, store: ArtifactStore, pending: PendingReview, a
         assert correction is not None
         output = read_correction(correction, pending.step)
         records = len(_items(output))
-        ref = store.write_model(steps.correction_key(pending.run_id, pending.step, uuid.uuid4().hex[:12]), output,
-                                once=True)
+        ref = await asyncio.to_thread(store.write_model, steps.correction_key(
+            pending.run_id, pending.step, uuid.uuid4().hex[:12]), output, True)
     decision = ReviewDecision(step=pending.step, action=action, reviewer=reviewer, note=note, correction=ref,
                               records=records)
     try:

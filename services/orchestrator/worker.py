@@ -7,7 +7,7 @@ import asyncio
 from services.orchestrator.progress import ProgressActivities
 from services.orchestrator.report import ReportActivities
 from services.orchestrator.workflows import ChunkBatchWorkflow, CrmAnalysisWorkflow
-from shared.artifacts import ArtifactStore
+from shared.artifacts import store_from
 from shared.progress import ProgressPublisher
 from shared.settings import Settings, get_settings
 from shared.temporal import configure_logging, serve
@@ -15,7 +15,7 @@ from shared.temporal import configure_logging, serve
 
 async def run(settings: Settings) -> None:
     publisher = ProgressPublisher(settings.redis_url, buffer_size=settings.progress_buffer_size)
-    report = ReportActivities(ArtifactStore(settings.artifact_root))
+    report = ReportActivities(store_from(settings))
     progress = ProgressActivities(publisher)
     try:
         await serve(

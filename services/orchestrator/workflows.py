@@ -210,8 +210,8 @@ class CrmAnalysisWorkflow(ReviewDesk):
         self._advance(stage="ingest")
         ingested = await run_step(
             steps.INGEST,
-            IngestRequest(run_id=request.run_id, contacts_path=request.contacts_path,
-                          opportunities_path=request.opportunities_path,
+            IngestRequest(run_id=request.run_id, contacts=request.contacts, contacts_name=request.contacts_name,
+                          opportunities=request.opportunities, opportunities_name=request.opportunities_name,
                           contact_chunk_size=options.contact_chunk_size,
                           opportunity_chunk_size=options.opportunity_chunk_size,
                           decimal_separator=options.decimal_separator),
