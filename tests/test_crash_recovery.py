@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.orchestrator.cli import start_run
+from client.cli import start_run
 from shared.temporal import connect
 from tests.harness import ARTICLE, Stack, make_stack
 from tests.scripted_llm import ScriptedLlm

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from services.orchestrator.demo import SAMPLE, slice_export
+from client.demo import SAMPLE, slice_export
 
 
 def rows(path: Path) -> list[dict[str, str]]:

@@ -19,7 +19,7 @@ from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 
-from services.orchestrator.cli import start_run
+from client.cli import start_run
 from shared.contracts import RunResult
 from shared.events import ProgressEvent
 from shared.failures import failure_reason
@@ -175,7 +175,7 @@ async def test_ctrl_c_of_run_wait_stops_waiting_only_and_says_how_to_follow(
     scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["slow:2.5"])
     waiting = await asyncio.to_thread(
         subprocess.Popen,
-        [sys.executable, "-m", "services.orchestrator.cli", "run", str(ARTICLE / "crm_contacts.csv"),
+        [sys.executable, "-m", "client.cli", "run", str(ARTICLE / "crm_contacts.csv"),
          str(OPPORTUNITIES), "--wait", "--run-id", run_id], env=stack.env, cwd=ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:

@@ -98,7 +98,7 @@ def dev_env(tmp_path: Path, llm: ScriptedLlm, redis_port: int) -> dict[str, str]
 
 
 def tollgate(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "services.orchestrator.cli", *args], env=env, cwd=cwd,
+    return subprocess.Popen([sys.executable, "-m", "client.cli", *args], env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -135,7 +135,7 @@ def test_dev_starts_runs_a_workflow_refuses_a_twin_and_stops_clean(tmp_path: Pat
         assert f"tollgate dev is already running here (pid {dev.pid})" in out
 
         run = subprocess.run(
-            [sys.executable, "-m", "services.orchestrator.cli", "run", str(ARTICLE / "crm_contacts.csv"),
+            [sys.executable, "-m", "client.cli", "run", str(ARTICLE / "crm_contacts.csv"),
              str(ARTICLE / "crm_opportunities.csv"), "--wait"], env=env, cwd=tmp_path, capture_output=True,
             text=True, timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr

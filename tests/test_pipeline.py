@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from services.orchestrator.cli import start_run
+from client.cli import start_run
 from shared.contracts import RunResult
 from shared.failures import failure_reason
 from tests.harness import ARTICLE, Stack
@@ -196,7 +196,7 @@ async def test_bad_csv_fails_fast_naming_file_row_and_column(client: Client, sta
 
 
 async def test_duplicate_run_id_is_refused(client: Client, stack: Stack, run_id: str) -> None:
-    from services.orchestrator.cli import CliError
+    from client.cli import CliError
 
     await finish(await start(client, stack, run_id))
     with pytest.raises(CliError, match=f"run {run_id} already exists; follow it with `tollgate status {run_id}`"):

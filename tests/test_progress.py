@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from services.orchestrator.cli import start_run
-from services.orchestrator.watch import follow
+from client.cli import start_run
+from client.watch import follow
 from shared.events import ProgressEvent
 from shared.temporal import connect
 from tests import harness

@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-from services.orchestrator.cli import parser
+from client.cli import parser
 from tests.harness import ROOT
 
 README = (ROOT / "README.md").read_text()

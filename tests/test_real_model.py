@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.devstack import http_ok
+from client.cli import start_run
+from client.devstack import http_ok
 from deploy.model import SPECS, cache_dir, ensure_model
-from services.orchestrator.cli import start_run
 from shared.contracts import ContactEnrichment, OpportunityRisk
 from shared.settings import Settings
 from shared.temporal import connect

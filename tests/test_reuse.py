@@ -14,7 +14,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from services.orchestrator.cli import start_run
+from client.cli import start_run
 from services.validator.activities import ValidatorActivities
 from shared import steps
 from shared.artifacts import ArtifactChanged, ArtifactExists, ArtifactStore

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowFailureError
 
-from services.orchestrator.cli import start_run
-from services.orchestrator.review_cli import waiting_steps
+from client.cli import start_run
+from client.review import waiting_steps
 from shared.contracts import PendingReview, RunResult
 from shared.failures import failure_reason
 from tests.harness import ARTICLE, Stack, make_stack, tollgate_cli

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.orchestrator.trace_view import SpanRecord, waterfall
+from client.trace_view import SpanRecord, waterfall
 from shared.settings import Settings
 from shared.telemetry import setup_tracing, tracing_enabled
 from tests.harness import ARTICLE, make_stack, tollgate_cli

@@ -145,7 +145,7 @@ async def _live_result(handle: WorkflowHandle[object, RunResult], settings: Sett
     """The run's result, with a live line of its progress meanwhile (chunks, rejections, failed attempts)."""
     from rich.console import Console
 
-    from services.orchestrator.watch import tally
+    from client.watch import tally
 
     waiting = asyncio.ensure_future(handle.result())
     with Console(stderr=True).status(f"run {handle.id} is starting") as line:
@@ -257,7 +257,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _follow(client: Client, settings: Settings, run_id: str) -> None:
-    from services.orchestrator.watch import watch
+    from client.watch import watch
 
     async def run_status() -> str:
         return (await _describe(client, run_id))[1]
@@ -315,11 +315,11 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> None:
     if status == "running":
         progress = await handle.query("progress", result_type=RunProgress)
         lines.append(f"stage {progress.stage}")
-    from services.orchestrator.watch import tally
+    from client.watch import tally
 
     lines += await tally(settings.redis_url, args.run_id)  # chunk-level counts, from the progress events
     if status == "running":
-        from services.orchestrator.review_cli import waiting_steps
+        from client.review import waiting_steps
 
         for pending in await waiting_steps(client, args.run_id):
             lines.append(f"waiting for a review: {pending.step} (since {pending.since:%H:%M:%S} UTC; "
@@ -405,7 +405,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def cmd_trace(args: argparse.Namespace, settings: Settings) -> None:
-    from services.orchestrator.trace_view import load_spans, waterfall
+    from client.trace_view import load_spans, waterfall
 
     if settings.trace_dir is None:
         raise CliError("no local spans: set TOLLGATE_TRACE_DIR for the services (and this command) so that they "
@@ -419,7 +419,7 @@ async def cmd_trace(args: argparse.Namespace, settings: Settings) -> None:
 async def cmd_review(args: argparse.Namespace, settings: Settings) -> None:
     from rich.console import Console
 
-    from services.orchestrator import review_cli
+    from client import review as review_cli
     console = Console(width=max(Console().width, 160) if not sys.stdout.isatty() else None)
     choices: tuple[ReviewAction, ...] = ("approve", "correct", "retry", "quarantine", "abort")
     actions = [name for name in choices if getattr(args, name)]
@@ -461,7 +461,7 @@ COMMANDS = {"run": cmd_run, "review": cmd_review, "status": cmd_status, "result"
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = parser().parse_args(argv)
     if args.command in ("dev", "demo"):
-        from services.orchestrator import demo
+        from client import demo
 
         runner = demo.run_demo if args.command == "demo" else demo.run_dev_command
         sys.stdout.flush()

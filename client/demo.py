@@ -13,16 +13,16 @@ from pathlib import Path
 
 from temporalio.client import WorkflowFailureError
 
-from deploy.devstack import DevStack, DevStackError, run_dev, running
-from services.orchestrator.cli import start_run
-from services.orchestrator.watch import tally
+from client.cli import start_run
+from client.devstack import DevStack, DevStackError, run_dev, running
+from client.watch import tally
 from shared.artifacts import store_from
 from shared.contracts import RunProgress, RunResult
 from shared.failures import failure_reason
 from shared.settings import Settings
 from shared.temporal import connect
 
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "sample"
 
 # The provider's own sizing applies (shared/settings.py, LOCAL_MODEL_SIZING for the embedded model); the demo adds
 # only that the whole sample is one chunk per branch: a title or a deal profile is asked of the model once per
