@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
-RUN := $(UV) run --frozen --extra local
+RUN := $(UV) run --frozen --extra local --extra dev-stack
 
 .PHONY: install test lint typecheck demo dev clean
 
@@ -10,7 +10,7 @@ install: .venv/.installed
 
 .venv/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(UV) sync --frozen --extra local
+	$(UV) sync --frozen --extra local --extra dev-stack
 	@touch $@
 
 lint: install

@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,12 +169,16 @@ def serve(settings: Settings, model_path: Path) -> None:
 
 
 def main() -> None:
+    """Serve the embedded model; ``--prepare-only`` joins and checks the weights and exits (an image build)."""
     from shared.temporal import configure_logging
 
     configure_logging("model")
     settings = get_settings()
     try:
         path = ensure_model(SPECS[settings.local_model], cache_dir(settings))
+        if "--prepare-only" in sys.argv[1:]:
+            log.info("model ready at %s", path)
+            return
         serve(settings, path)
     except ModelUnavailableError as error:
         log.error("%s", error)

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
 
     # Workers
     max_concurrent_activities: int = Field(default=4, ge=1, le=1000)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0, description="On SIGTERM, in-flight activities get "
+                                          "this long to finish before they are cancelled and handed back to Temporal; "
+                                          "a container's stop timeout must be longer.")
+    health_file: Path | None = Field(default=None, description="A worker touches this file every few seconds while "
+                                     "it runs; `python -m shared.health` (the images' health check) reads its age.")
 
     # Tracing: the standard OpenTelemetry variables say where spans go; nothing is exported without them.
     otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")

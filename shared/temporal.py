@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from temporalio import activity
@@ -125,16 +126,30 @@ async def serve(
             workflows=list(workflows),
             activity_executor=pool,
             max_concurrent_activities=settings.max_concurrent_activities,
-            graceful_shutdown_timeout=timedelta(seconds=5),
+            graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
             interceptors=[ActivityEvents(publisher)] if publisher else [],
         )
         async with worker:
             log.info("serving task queue %s at %s", task_queue, settings.temporal_address)
+            alive = asyncio.create_task(_touch_while_running(settings.health_file, worker))
             await stop.wait()
-            log.info("stopping")
+            alive.cancel()
+            log.info("stopping: in-flight activities get %.0f s to finish", settings.shutdown_grace_seconds)
     if publisher is not None:
         await publisher.close()
     shutdown_tracing()
+
+
+HEALTH_EVERY = 5.0
+
+
+async def _touch_while_running(health_file: Path | None, worker: Worker) -> None:
+    """Keep the health file fresh while the worker polls; a stuck event loop or a worker that stopped lets it age."""
+    if health_file is None:
+        return
+    while not worker.is_shutdown:
+        await asyncio.to_thread(health_file.touch)
+        await asyncio.sleep(HEALTH_EVERY)
 
 
 @asynccontextmanager

