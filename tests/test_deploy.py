@@ -6,6 +6,7 @@ run against a test-started Temporal."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import re
@@ -185,3 +186,97 @@ async def test_each_service_starts_as_its_image_would_and_serves_a_run(
     finally:
         stack.stop()
     assert isinstance(stack, Stack)
+
+
+# --- Kubernetes ----------------------------------------------------------------------------------------------------
+
+K8S = ROOT / "deploy" / "k8s"
+KEDA_SCHEMA = json.loads((ROOT / "tests" / "schemas" / "keda-scaledobject.json").read_text())
+
+
+def test_the_kustomize_subset_renderer_merges_patches_and_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
+    from tests.kustomize import KustomizeError, render
+
+    (tmp_path / "d.yaml").write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n"
+                                     "  template:\n    spec:\n      containers:\n"
+                                     "        - {name: c, image: 'x/a:1', args: [p]}\n        - {name: d, image: y}\n")
+    (tmp_path / "p.yaml").write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n"
+                                     "  template:\n    spec:\n      containers:\n        - {name: c, args: [q]}\n")
+    (tmp_path / "kustomization.yaml").write_text("resources: [d.yaml]\nnamespace: n\npatches: [{path: p.yaml}]\n"
+                                                 "images: [{name: x/a, newTag: '2'}]\n")
+    [deployment] = render(tmp_path)
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert containers == [{"name": "c", "image": "x/a:2", "args": ["q"]}, {"name": "d", "image": "y"}]
+    assert deployment["metadata"]["namespace"] == "n"
+    (tmp_path / "kustomization.yaml").write_text("resources: [d.yaml]\ncommonAnnotations: {a: b}\n")
+    try:
+        render(tmp_path)
+        raise AssertionError("an unimplemented field was accepted")
+    except KustomizeError as error:
+        assert "commonAnnotations" in str(error)
+
+
+def test_the_kubernetes_manifests_render_and_validate_against_the_kubernetes_and_keda_schemas() -> None:
+    import jsonschema
+    import kubernetes_validate
+
+    from tests.kustomize import render
+
+    for overlay in (K8S / "base", K8S / "overlays" / "local"):
+        rendered = render(overlay)
+        kinds = sorted(r["kind"] for r in rendered)
+        assert kinds.count("Deployment") == 3 and kinds.count("PodDisruptionBudget") == 3
+        assert kinds.count("ScaledObject") == 2
+        for resource in rendered:
+            if resource["apiVersion"].startswith("keda.sh/"):
+                jsonschema.validate(resource, KEDA_SCHEMA)
+            else:
+                kubernetes_validate.validate(resource, "1.33", strict=True)
+
+    local = {(r["kind"], r["metadata"]["name"]): r for r in render(K8S / "overlays" / "local")}
+    config = local[("ConfigMap", "tollgate-config")]["data"]
+    assert config["TOLLGATE_S3_ENDPOINT_URL"].startswith("http://minio.")  # the patch merged into the base's map
+    assert config["TOLLGATE_ANALYZER_QUEUE"] == "tollgate-analyzer"
+    for service in SCALED:
+        deployment = local[("Deployment", f"tollgate-{service}")]
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert container["image"] == f"tollgate/{service}:dev" and deployment["metadata"]["namespace"] == "tollgate"
+        assert pod["terminationGracePeriodSeconds"] > float(config["TOLLGATE_SHUTDOWN_GRACE_SECONDS"])
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert {"configMapRef": {"name": "tollgate-config"}} in container["envFrom"]
+        assert {"secretRef": {"name": "tollgate-secrets"}} in container["envFrom"]
+        assert ("Secret", "tollgate-secrets") in local
+        assert container["livenessProbe"]["exec"]["command"][:3] == ["python", "-m", "shared.health"]
+        assert container["resources"]["limits"] and container["resources"]["requests"]
+        assert ("PodDisruptionBudget", f"tollgate-{service}") in local
+    for service in ("analyzer", "validator"):  # each worker kind scales on its own queue
+        scaled = local[("ScaledObject", f"tollgate-{service}")]
+        assert scaled["spec"]["scaleTargetRef"]["name"] == f"tollgate-{service}"
+        [trigger] = scaled["spec"]["triggers"]
+        assert trigger["type"] == "temporal"
+        assert trigger["metadata"]["taskQueue"] == config[f"TOLLGATE_{service.upper()}_QUEUE"]
+        assert trigger["metadata"]["endpoint"] == config["TOLLGATE_TEMPORAL_ADDRESS"]
+        assert scaled["spec"]["minReplicaCount"] == 1  # the local overlay keeps one; the base scales to zero
+    base = {(r["kind"], r["metadata"]["name"]): r for r in render(K8S / "base")}
+    assert base[("ScaledObject", "tollgate-analyzer")]["spec"]["minReplicaCount"] == 0
+
+
+def test_the_keda_schema_rejects_what_keda_would() -> None:
+    import jsonschema
+
+    good: dict[str, Any] = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "w"},
+                            "spec": {"scaleTargetRef": {"name": "w"}, "triggers": [{"type": "temporal", "metadata": {
+                                "endpoint": "t:7233", "taskQueue": "q", "targetQueueSize": "4"}}]}}
+    jsonschema.validate(good, KEDA_SCHEMA)
+    for broken in ({"targetQueueSize": 4}, {"taskQueue": None}, {"queueType": "activity"}):
+        bad = copy.deepcopy(good)
+        metadata = bad["spec"]["triggers"][0]["metadata"]
+        metadata.update({k: v for k, v in broken.items() if v is not None})
+        for k in [k for k, v in broken.items() if v is None]:
+            del metadata[k]
+        try:
+            jsonschema.validate(bad, KEDA_SCHEMA)
+            raise AssertionError(f"accepted {broken}")
+        except jsonschema.ValidationError:
+            pass
