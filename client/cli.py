@@ -79,6 +79,7 @@ def run_options(settings: Settings) -> RunOptions:
         on_spent=settings.on_spent,
         review_timeout=timedelta(seconds=settings.review_timeout_seconds),
         reuse=settings.reuse_validated,
+        keep_extra_columns=settings.keep_extra_columns,
         ingest=StepPolicy(start_to_close=ingest, schedule_to_close=ingest * 2, heartbeat=heartbeat * 3, max_attempts=3),
         analysis=StepPolicy(start_to_close=analysis, schedule_to_close=analysis * 5, heartbeat=heartbeat,
                             max_attempts=settings.activity_max_attempts),
@@ -88,8 +89,12 @@ def run_options(settings: Settings) -> RunOptions:
 
 
 async def _client(settings: Settings) -> Client:
+    from shared.codec import KeyringError
+
     try:
         return await connect(settings, wait=0)
+    except KeyringError as error:
+        raise CliError(str(error), EXIT_USAGE) from None
     except RuntimeError as error:
         raise CliError(
             f"cannot reach Temporal at {settings.temporal_address} ({str(error).split(':', 1)[0].lower()}); is the "
@@ -347,8 +352,8 @@ def parser() -> argparse.ArgumentParser:
         "run", help="start a run over a contacts and an opportunities CSV export",
         description="Start a run over two CSV exports (UTF-8, a header row): first the contacts, with columns "
         f"{', '.join(CONTACT_COLUMNS)}; then the opportunities, with columns {', '.join(OPPORTUNITY_COLUMNS)}. "
-        "Extra columns are kept. Example: tollgate run examples/data/article/crm_contacts.csv "
-        "examples/data/article/crm_opportunities.csv --wait")
+        "Extra columns are dropped at ingest unless TOLLGATE_KEEP_EXTRA_COLUMNS=true. Example: tollgate run "
+        "examples/data/article/crm_contacts.csv examples/data/article/crm_opportunities.csv --wait")
     run.add_argument("contacts", help=f"the contacts export (columns: {', '.join(CONTACT_COLUMNS)})")
     run.add_argument("opportunities", help=f"the opportunities export (columns: {', '.join(OPPORTUNITY_COLUMNS)})")
     run.add_argument("--wait", action="store_true", help="wait for the report and print its summary")
@@ -383,6 +388,14 @@ def parser() -> argparse.ArgumentParser:
     review.add_argument("--reviewer", help="who decides (default: TOLLGATE_REVIEWER, else your login name)")
     review.add_argument("--export", metavar="FILE", help="write the last output to FILE (.csv or .json) to edit "
                         "for --correct")
+    keygen = sub.add_parser("keygen", help="print a new payload encryption key (id:base64) for TOLLGATE_PAYLOAD_KEYS; "
+                            "put it first to rotate, keep the old ones after it")
+    keygen.add_argument("--id", help="the key's id (default: a random one)")
+    codec = sub.add_parser("codec-server", help="serve Temporal's codec endpoint so the Web UI shows decrypted "
+                           "payloads to users who hold the token (TOLLGATE_CODEC_TOKEN)")
+    codec.add_argument("--host", default="127.0.0.1")
+    codec.add_argument("--port", type=int, default=8888)
+    codec.add_argument("--origin", default="http://localhost:8233", help="the Web UI's origin, allowed by CORS")
     trace = sub.add_parser("trace", help="print a run's span tree from the spans written to TOLLGATE_TRACE_DIR")
     trace.add_argument("run_id")
     status = sub.add_parser("status", help="show a run's state and progress")
@@ -454,7 +467,29 @@ async def cmd_review(args: argparse.Namespace, settings: Settings) -> None:
     _emit([f"{args.run_id} {receipt.step}: {receipt.message}"])
 
 
-COMMANDS = {"run": cmd_run, "review": cmd_review, "status": cmd_status, "result": cmd_result, "watch": cmd_watch,
+async def cmd_keygen(args: argparse.Namespace, settings: Settings) -> None:
+    from shared.codec import new_key_entry
+
+    entry = new_key_entry(args.id)
+    _emit([f"{entry['id']}:{entry['key']}"])
+
+
+async def cmd_codec_server(args: argparse.Namespace, settings: Settings) -> None:
+    from client.codec_server import serve_codec
+    from shared.codec import KeyringError, keyring_from
+
+    try:
+        keyring = keyring_from(settings)
+    except KeyringError as error:
+        raise CliError(str(error), EXIT_USAGE) from None
+    if keyring is None:
+        raise CliError("payload encryption is off (TOLLGATE_ENCRYPT_PAYLOADS=false): nothing to decode", EXIT_USAGE)
+    token = os.environ.get("TOLLGATE_CODEC_TOKEN")
+    await asyncio.to_thread(serve_codec, keyring, args.host, args.port, token, args.origin)
+
+
+COMMANDS = {"run": cmd_run, "keygen": cmd_keygen, "codec-server": cmd_codec_server, "review": cmd_review,
+            "status": cmd_status, "result": cmd_result, "watch": cmd_watch,
             "trace": cmd_trace, "cancel": cmd_cancel}
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
 
+from shared.codec import ensure_local_key_file
 from shared.settings import Settings
 
 PR_SET_PDEATHSIG = 1
@@ -120,6 +121,10 @@ class DevStack:
         env["TOLLGATE_ARTIFACT_ROOT"] = root if "://" in root and not root.startswith("file://") else str(
             Path(root.removeprefix("file://")).resolve())
         env["PYTHONUNBUFFERED"] = "1"
+        if self.settings.encrypt_payloads and self.settings.payload_keys is None:
+            # one machine, one keyring: created on first start, read by every service and by the CLI in this folder
+            env["TOLLGATE_PAYLOAD_KEY_FILE"] = str(ensure_local_key_file(Path(self.settings.payload_key_file))
+                                                   .resolve())
         env.update(self.extra_env)
         return env
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from faststream.redis.parser import BinaryMessageFormatV1
 from redis.asyncio import Redis
@@ -12,16 +13,27 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from shared.events import FINAL_KINDS, ProgressEvent, run_stream
+from shared.codec import Keyring, KeyringError, keyring_from
+from shared.events import FINAL_KINDS, ProgressEvent, open_event, run_stream
+from shared.settings import get_settings
 
 DATA_KEY = b"__data__"
 
 
+@lru_cache(maxsize=1)
+def _keyring() -> Keyring | None:
+    """This reader's keyring, to open sealed event text; None when encryption is off or no key is here."""
+    try:
+        return keyring_from(get_settings())
+    except (KeyringError, ValueError):
+        return None
+
+
 def decode(fields: dict[bytes, bytes]) -> ProgressEvent:
-    """A stream entry as FastStream wrote it (its binary envelope around our JSON)."""
+    """A stream entry as FastStream wrote it (its binary envelope around our JSON), its sealed text opened."""
     data = fields[DATA_KEY]
     body = BinaryMessageFormatV1.parse(data)[0] if data.startswith(BinaryMessageFormatV1.IDENTITY_HEADER) else data
-    return ProgressEvent.model_validate_json(body)
+    return open_event(_keyring(), ProgressEvent.model_validate_json(body))
 
 
 RunStatus = Callable[[], Awaitable[str]]

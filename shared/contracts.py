@@ -155,6 +155,8 @@ class IngestRequest(Contract):
     contacts_name: str = Field(max_length=255, description="Its file name as the user gave it, for messages.")
     opportunities: ArtifactRef
     opportunities_name: str = Field(max_length=255)
+    keep_extra_columns: bool = Field(default=False, description="Copy columns the analysis does not use into the "
+                                     "store (off: personal data the analysis needs not is not kept).")
     contact_chunk_size: int
     opportunity_chunk_size: int
     decimal_separator: Literal[".", ","] = "."
@@ -463,6 +465,7 @@ class RunOptions(Contract):
     review_timeout: timedelta = Field(default=timedelta(hours=24), description="review: a step nobody decides on "
                                       "within this is quarantined.")
     reuse: bool = Field(default=False, description="Reuse validated outputs of earlier runs over the same work.")
+    keep_extra_columns: bool = False
     ingest: StepPolicy
     analysis: StepPolicy
     validation: StepPolicy

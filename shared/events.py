@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field
 
+from shared.codec import Keyring, KeyringError, open_text, seal_text
 from shared.contracts import Branch, Contract, GateLayer, TokenUsage
 
 EventKind = Literal[
@@ -40,6 +42,9 @@ class EventBody(Contract):
     activity: str | None = Field(default=None, description="activity_failed, activity_retry: the activity.")
     activity_attempt: int | None = Field(default=None, description="Its Temporal attempt (1, 2, 3 …).")
     output: str | None = Field(default=None, description="review_requested: the last output's artifact key.")
+    sealed: str | None = Field(default=None, description="When payload encryption is on: `reasons` and `summary`, "
+                               "which can quote CRM fields, sealed with the keyring (AES-GCM, `key-id:base64`); "
+                               "`tollgate watch` opens them.")
 
 
 class ProgressEvent(Contract):
@@ -57,6 +62,32 @@ class ProgressEvent(Contract):
     published_at: datetime | None = None
     trace_id: str | None = None
     body: EventBody = EventBody()
+
+
+def seal_event(keyring: Keyring, event: ProgressEvent) -> ProgressEvent:
+    """The event with its free text (reasons, summary) sealed; counts, kinds, steps and ids stay readable."""
+    body = event.body
+    if body.sealed is not None or (not body.reasons and body.summary is None):
+        return event
+    text = json.dumps({"reasons": body.reasons, "summary": body.summary})
+    sealed = body.model_copy(update={"reasons": [], "summary": None, "sealed": seal_text(keyring, text)})
+    return event.model_copy(update={"body": sealed})
+
+
+def open_event(keyring: Keyring | None, event: ProgressEvent) -> ProgressEvent:
+    """The event with its sealed text restored (left sealed, with a note, without the right key)."""
+    body = event.body
+    if body.sealed is None:
+        return event
+    try:
+        if keyring is None:
+            raise KeyringError("no keyring")
+        text = json.loads(open_text(keyring, body.sealed))
+    except (KeyringError, ValueError):
+        return event.model_copy(update={"body": body.model_copy(update={
+            "summary": "(sealed: this reader has no key for it)"})})
+    return event.model_copy(update={"body": body.model_copy(update={
+        "reasons": text["reasons"], "summary": text["summary"], "sealed": None})})
 
 
 def run_stream(run_id: str) -> str:

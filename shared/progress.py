@@ -19,7 +19,8 @@ from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.events import ALL_RUNS_STREAM, FINAL_KINDS, ProgressEvent, run_stream
+from shared.codec import Keyring
+from shared.events import ALL_RUNS_STREAM, FINAL_KINDS, ProgressEvent, run_stream, seal_event
 
 log = logging.getLogger("tollgate.progress")
 
@@ -41,8 +42,10 @@ class ProgressPublisher:
     """Buffers events and delivers them to Redis in order, retrying while Redis is unreachable."""
 
     def __init__(self, redis_url: str, *, buffer_size: int = 10_000, run_maxlen: int = 10_000,
-                 all_maxlen: int = 100_000, retention: timedelta = timedelta(days=7)) -> None:
+                 all_maxlen: int = 100_000, retention: timedelta = timedelta(days=7),
+                 keyring: Keyring | None = None) -> None:
         self.redis_url = redis_url
+        self.keyring = keyring  # seals the text that can quote CRM fields (reasons, summaries)
         self.buffer_size = buffer_size
         self.run_maxlen = run_maxlen
         self.all_maxlen = all_maxlen
@@ -59,6 +62,8 @@ class ProgressPublisher:
 
     def submit(self, event: ProgressEvent) -> int:
         """Queue one event without waiting; returns how many of its run's events the buffer has had to drop."""
+        if self.keyring is not None:
+            event = seal_event(self.keyring, event)
         if len(self._pending) >= self.buffer_size:
             self._lost[event.run_id] = self._lost.get(event.run_id, 0) + 1
             log.warning("progress buffer full: dropped %s (%d lost for run %s)", event.event_id,

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     reuse_validated: bool = Field(default=True, description="Reuse a step's validated output from an earlier run "
                                   "over the same rows, prompts, rules and model (no model call).")
 
+    keep_extra_columns: bool = Field(default=False, description="Copy export columns the analysis does not use "
+                                     "into the store; off, they are dropped at ingest.")
+    run_retention_days: float = Field(default=30.0, gt=0, description="Run artifacts (chunks, outputs, reports) "
+                                      "older than this are deleted by `tollgate prune`.")
+
     amount_decimal_separator: Literal[".", ","] = Field(
         default=".", description="How the opportunities export writes decimals; an amount that could be read "
         "either way is refused, never guessed.")
@@ -114,6 +119,13 @@ class Settings(BaseSettings):
     trace_dir: Path | None = Field(default=None, description="Also write spans here as JSON lines (tollgate trace).")
     jaeger_url: str = "http://127.0.0.1:16686"
     trace_content: bool = Field(default=False, description="Allow prompt text in span attributes (off: never).")
+
+    # Encryption of what Temporal stores (shared/codec.py): on unless turned off on purpose.
+    encrypt_payloads: bool = True
+    payload_keys: SecretStr | None = Field(default=None, description="id:base64key[,id:base64key…]; the first "
+                                           "seals, all open (rotation).")
+    payload_key_file: Path = Field(default=Path(".tollgate/payload-keys.json"), description="A JSON keyring, read "
+                                   "when TOLLGATE_PAYLOAD_KEYS is not set; `tollgate dev` creates it.")
 
     # Progress events
     redis_url: str = "redis://127.0.0.1:6379/0"

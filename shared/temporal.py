@@ -31,6 +31,9 @@ async def connect(settings: Settings, *, wait: float = 30.0) -> Client:
 
     A server that is still starting (or restarting) is waited for up to ``wait`` seconds, so services can start in
     any order; 0 tries once."""
+    from shared.codec import data_converter, keyring_from
+
+    converter = data_converter(pydantic_data_converter, keyring_from(settings))  # refuses to run without a key
     deadline = asyncio.get_running_loop().time() + wait
     delay = 0.1
     # Temporal's interceptor carries the trace context in workflow and activity headers, across processes.
@@ -40,7 +43,7 @@ async def connect(settings: Settings, *, wait: float = 30.0) -> Client:
             return await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=pydantic_data_converter,
+                data_converter=converter,
                 interceptors=interceptors,
             )
         except RuntimeError:
@@ -108,16 +111,21 @@ async def serve(
     """Poll one task queue until SIGINT or SIGTERM, then finish in-flight tasks and exit. With
     ``announce_attempts``, every failed or retried activity attempt is a progress event."""
     from shared.activity_events import ActivityEvents
+    from shared.codec import KeyringError, keyring_from
     from shared.progress import ProgressPublisher
 
-    client = await connect(settings)
+    try:
+        client = await connect(settings)
+    except KeyringError as error:
+        log.error("%s", error)
+        raise SystemExit(2) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     # a worker of analysis or validation steps announces their failed and retried attempts
-    publisher = ProgressPublisher(settings.redis_url, buffer_size=settings.progress_buffer_size) \
-        if announce_attempts else None
+    publisher = ProgressPublisher(settings.redis_url, buffer_size=settings.progress_buffer_size,
+                                  keyring=keyring_from(settings)) if announce_attempts else None
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
         worker = Worker(
             client,

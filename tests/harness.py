@@ -6,7 +6,9 @@ Every stack gets its own task queues and artifact directory, so runs never see e
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +23,9 @@ from shared.settings import Settings
 from tests.scripted_llm import ScriptedLlm
 
 ROOT = Path(__file__).resolve().parents[1]
+# Payloads are encrypted in every test as in production: one keyring for the session, this process included (its
+# clients and readers open what the services seal).
+os.environ.setdefault("TOLLGATE_PAYLOAD_KEYS", "test:" + base64.b64encode(secrets.token_bytes(32)).decode())
 ARTICLE = ROOT / "examples" / "data" / "article"
 SERVICES = ("orchestrator", "analyzer", "validator")
 
@@ -145,6 +150,7 @@ def make_stack(temporal_address: str, llm: ScriptedLlm, workdir: Path, extra_env
         "TOLLGATE_VALIDATION_TIMEOUT_SECONDS": "10",
         "TOLLGATE_HEARTBEAT_TIMEOUT_SECONDS": "3",
         "TOLLGATE_SHUTDOWN_GRACE_SECONDS": "5",
+        "TOLLGATE_PAYLOAD_KEYS": os.environ["TOLLGATE_PAYLOAD_KEYS"],  # set for the session by conftest
         "TOLLGATE_ON_SPENT": "fail",  # tests of review and quarantine ask for them
         "TOLLGATE_REUSE_VALIDATED": "false",  # tests of reuse ask for it; the rest must call the model
         "TOLLGATE_REDIS_URL": os.environ.get("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379/0"),

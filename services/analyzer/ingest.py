@@ -175,7 +175,7 @@ def _odd_capitalisation(name: str) -> bool:
     return bool(letters) and (name == name.lower() or (name == name.upper() and len(letters) > 3))
 
 
-def parse_contacts(path: str) -> Iterator[ContactRecord]:
+def parse_contacts(path: str, keep_extra: bool = True) -> Iterator[ContactRecord]:
     """Yield the contacts of one export, validated, with their ingest-time quality flags."""
     seen: set[str] = set()
     names: set[str] = set()
@@ -198,12 +198,12 @@ def parse_contacts(path: str) -> Iterator[ContactRecord]:
             company=row.values["company"],
             title=row.values["title"],
             created_date=_parse_date(path, row, "created_date"),
-            extra=_extra(row, CONTACT_COLUMNS),
+            extra=_extra(row, CONTACT_COLUMNS) if keep_extra else [],
             quality_flags=flags,
         )
 
 
-def parse_opportunities(path: str, contact_ids: set[str], decimal_separator: str = ".",
+def parse_opportunities(path: str, contact_ids: set[str], decimal_separator: str = ".", keep_extra: bool = True,
                         ) -> Iterator[OpportunityRecord]:
     """Yield the opportunities of one export, validated; unknown contacts are flagged, not refused."""
     seen: set[str] = set()
@@ -221,7 +221,7 @@ def parse_opportunities(path: str, contact_ids: set[str], decimal_separator: str
             amount=amount,
             contact_id=row.values["contact_id"],
             close_date=_parse_date(path, row, "close_date"),
-            extra=_extra(row, OPPORTUNITY_COLUMNS),
+            extra=_extra(row, OPPORTUNITY_COLUMNS) if keep_extra else [],
             quality_flags=flags,
         )
 
@@ -352,8 +352,8 @@ def ingest(store: ArtifactStore, request: IngestRequest, heartbeat: Callable[[in
             raise BadInputError(name, "file not found (it is not in the artifact store; start the run again)")
     with store.local_copy(request.contacts, request.contacts_name) as path:
         contacts = _write_dataset(
-            store, request.run_id, "contacts", str(path), parse_contacts(str(path)), request.contact_chunk_size,
-            heartbeat,
+            store, request.run_id, "contacts", str(path), parse_contacts(str(path), request.keep_extra_columns),
+            request.contact_chunk_size, heartbeat,
         )
     contact_ids: set[str] = set()
     for ref in contacts.chunks:
@@ -361,7 +361,7 @@ def ingest(store: ArtifactStore, request: IngestRequest, heartbeat: Callable[[in
     with store.local_copy(request.opportunities, request.opportunities_name) as path:
         opportunities = _write_dataset(
             store, request.run_id, "opportunities", str(path),
-            parse_opportunities(str(path), contact_ids, request.decimal_separator),
+            parse_opportunities(str(path), contact_ids, request.decimal_separator, request.keep_extra_columns),
             request.opportunity_chunk_size, heartbeat,
         )
     facts = Facts(contacts=contact_facts(store, contacts), opportunities=opportunity_facts(store, opportunities))

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from services.orchestrator.progress import ProgressActivities
 from services.orchestrator.report import ReportActivities
 from services.orchestrator.workflows import ChunkBatchWorkflow, CrmAnalysisWorkflow
 from shared.artifacts import store_from
+from shared.codec import KeyringError, keyring_from
 from shared.progress import ProgressPublisher
 from shared.settings import Settings, get_settings
 from shared.temporal import configure_logging, serve
 
 
 async def run(settings: Settings) -> None:
-    publisher = ProgressPublisher(settings.redis_url, buffer_size=settings.progress_buffer_size)
+    publisher = ProgressPublisher(settings.redis_url, buffer_size=settings.progress_buffer_size,
+                                  keyring=keyring_from(settings))
     report = ReportActivities(store_from(settings))
     progress = ProgressActivities(publisher)
     try:
@@ -30,7 +33,11 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     configure_logging("orchestrator")
-    asyncio.run(run(get_settings()))
+    try:
+        asyncio.run(run(get_settings()))
+    except KeyringError as error:
+        logging.getLogger("tollgate").error("%s", error)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -214,7 +214,8 @@ class CrmAnalysisWorkflow(ReviewDesk):
                           opportunities=request.opportunities, opportunities_name=request.opportunities_name,
                           contact_chunk_size=options.contact_chunk_size,
                           opportunity_chunk_size=options.opportunity_chunk_size,
-                          decimal_separator=options.decimal_separator),
+                          decimal_separator=options.decimal_separator,
+                          keep_extra_columns=options.keep_extra_columns),
             IngestResult, options.ingest, options.analyzer_queue, "ingest",
         )
         self._advance(stage="analysis")
