@@ -388,6 +388,10 @@ def parser() -> argparse.ArgumentParser:
     review.add_argument("--reviewer", help="who decides (default: TOLLGATE_REVIEWER, else your login name)")
     review.add_argument("--export", metavar="FILE", help="write the last output to FILE (.csv or .json) to edit "
                         "for --correct")
+    current = sub.add_parser("set-current-build", help="make a build of the worker deployment current (worker "
+                             "versioning: its workers then take new workflow tasks)")
+    current.add_argument("build_id")
+    current.add_argument("--deployment", help="the deployment (default: TOLLGATE_WORKER_DEPLOYMENT)")
     keygen = sub.add_parser("keygen", help="print a new payload encryption key (id:base64) for TOLLGATE_PAYLOAD_KEYS; "
                             "put it first to rotate, keep the old ones after it")
     keygen.add_argument("--id", help="the key's id (default: a random one)")
@@ -467,6 +471,21 @@ async def cmd_review(args: argparse.Namespace, settings: Settings) -> None:
     _emit([f"{args.run_id} {receipt.step}: {receipt.message}"])
 
 
+async def cmd_deployment(args: argparse.Namespace, settings: Settings) -> None:
+    """Make a build of the worker deployment the current one: new workflow tasks go to its workers."""
+    from temporalio.api.workflowservice.v1 import SetWorkerDeploymentCurrentVersionRequest
+
+    name = args.deployment or settings.worker_deployment
+    if not name:
+        raise CliError("no deployment: give --deployment or set TOLLGATE_WORKER_DEPLOYMENT", EXIT_USAGE)
+    client = await _client(settings)
+    await client.workflow_service.set_worker_deployment_current_version(SetWorkerDeploymentCurrentVersionRequest(
+        namespace=settings.temporal_namespace, deployment_name=name, build_id=args.build_id,
+        identity="tollgate-cli", ignore_missing_task_queues=True))
+    _emit([f"deployment {name}: build {args.build_id} is current; auto-upgrade workflows move to it at their next "
+           "workflow task"])
+
+
 async def cmd_keygen(args: argparse.Namespace, settings: Settings) -> None:
     from shared.codec import new_key_entry
 
@@ -488,7 +507,8 @@ async def cmd_codec_server(args: argparse.Namespace, settings: Settings) -> None
     await asyncio.to_thread(serve_codec, keyring, args.host, args.port, token, args.origin)
 
 
-COMMANDS = {"run": cmd_run, "keygen": cmd_keygen, "codec-server": cmd_codec_server, "review": cmd_review,
+COMMANDS = {"run": cmd_run, "keygen": cmd_keygen, "set-current-build": cmd_deployment,
+            "codec-server": cmd_codec_server, "review": cmd_review,
             "status": cmd_status, "result": cmd_result, "watch": cmd_watch,
             "trace": cmd_trace, "cancel": cmd_cancel}
 

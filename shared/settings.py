@@ -102,6 +102,18 @@ class Settings(BaseSettings):
         default=".", description="How the opportunities export writes decimals; an amount that could be read "
         "either way is refused, never guessed.")
 
+    # Temporal connection security: TLS (with a client certificate for mTLS) or an API key (Temporal Cloud).
+    temporal_tls: bool = False
+    temporal_tls_ca: Path | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_api_key: SecretStr | None = None
+
+    # Worker versioning (docs/reliability.md): with a deployment name, each worker registers as that deployment's
+    # build `worker_build_id`; workflows are auto-upgrade, so changes to running workflows go through patches.
+    worker_deployment: str | None = None
+    worker_build_id: str = "dev"
+
     # Workers
     max_concurrent_activities: int = Field(default=4, ge=1, le=1000)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0, description="On SIGTERM, in-flight activities get "

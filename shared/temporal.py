@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, TLSConfig
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from shared.settings import Settings
 from shared.telemetry import setup_tracing, shutdown_tracing, tracing_enabled
@@ -45,12 +46,34 @@ async def connect(settings: Settings, *, wait: float = 30.0) -> Client:
                 namespace=settings.temporal_namespace,
                 data_converter=converter,
                 interceptors=interceptors,
+                tls=tls_config(settings),
+                api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
             )
         except RuntimeError:
             if asyncio.get_running_loop().time() + delay > deadline:
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS to the Temporal frontend when asked for (or implied by a certificate or an API key)."""
+    if not (settings.temporal_tls or settings.temporal_tls_cert or settings.temporal_api_key):
+        return False
+    def read(path: Path | None) -> bytes | None:
+        return path.read_bytes() if path else None
+
+    return TLSConfig(server_root_ca_cert=read(settings.temporal_tls_ca), client_cert=read(settings.temporal_tls_cert),
+                     client_private_key=read(settings.temporal_tls_key))
+
+
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """Worker versioning, when a deployment name is set: this build of that deployment, auto-upgrade by default."""
+    if not settings.worker_deployment:
+        return None
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(deployment_name=settings.worker_deployment, build_id=settings.worker_build_id),
+        use_worker_versioning=True, default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 
 
 # The run and step an activity serves, set around each attempt (shared.activity_events), shown on its log lines.
@@ -136,6 +159,7 @@ async def serve(
             max_concurrent_activities=settings.max_concurrent_activities,
             graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
             interceptors=[ActivityEvents(publisher)] if publisher else [],
+            deployment_config=deployment_config(settings),
         )
         async with worker:
             log.info("serving task queue %s at %s", task_queue, settings.temporal_address)

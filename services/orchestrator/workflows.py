@@ -11,7 +11,7 @@ from datetime import timedelta
 from functools import partial
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -116,7 +116,9 @@ class StepAnnouncer:
             layer=verdict.layer, reasons=[c.reason for c in verdict.failed_checks[:12]]))
 
 
-@workflow.defn(name=steps.BATCH_WORKFLOW)
+# Auto-upgrade: a run can wait a day for a reviewer, longer than a deploy should wait for it; a change that alters
+# what running workflows do goes behind workflow.patched, and the replay tests fail the build if one does not.
+@workflow.defn(name=steps.BATCH_WORKFLOW, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class ChunkBatchWorkflow(ReviewDesk):
     """Gates a batch of chunks of one branch, at most ``max_parallel_chunks`` at a time; a chunk whose budget is
     spent waits here for its review while the others go on."""
@@ -163,7 +165,7 @@ class ChunkBatchWorkflow(ReviewDesk):
         return BatchResult(gates=gates)
 
 
-@workflow.defn(name=steps.WORKFLOW)
+@workflow.defn(name=steps.WORKFLOW, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class CrmAnalysisWorkflow(ReviewDesk):
     """Ingest, both branches in parallel, aggregation, gated insights, report."""
 
