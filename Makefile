@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen --extra local --extra dev-stack
 
-.PHONY: install test lint typecheck demo dev clean
+.PHONY: install test lint typecheck demo dev clean histories
 
 install: .venv/.installed
 
@@ -27,6 +27,10 @@ demo: install
 
 dev: install
 	$(RUN) tollgate dev
+
+# Re-record the workflow histories the replay tests replay, on purpose (see tests/record_histories.py).
+histories: install
+	$(RUN) python -m tests.record_histories
 
 clean:
 	rm -rf .venv .tollgate .mypy_cache .ruff_cache .pytest_cache

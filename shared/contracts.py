@@ -41,9 +41,12 @@ MAX_LISTED = 25
 
 
 class Contract(BaseModel):
-    """Base of every contract: unknown fields are an error, not silently dropped."""
+    """Base of every contract. Tolerant readers: a field this code does not know is ignored and a field it added
+    has a default, so a worker of the previous or next version reads what this one wrote (histories of running
+    workflows included). The rule for changing a contract: add fields with defaults; never rename, retype or remove
+    one that a running workflow may hold (tests/test_contracts.py holds every contract to it)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class KeyValue(Contract):

@@ -11,7 +11,7 @@ from datetime import timedelta
 from functools import partial
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -116,9 +116,11 @@ class StepAnnouncer:
             layer=verdict.layer, reasons=[c.reason for c in verdict.failed_checks[:12]]))
 
 
-# Auto-upgrade: a run can wait a day for a reviewer, longer than a deploy should wait for it; a change that alters
-# what running workflows do goes behind workflow.patched, and the replay tests fail the build if one does not.
-@workflow.defn(name=steps.BATCH_WORKFLOW, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+# Both workflow types are auto-upgrade (the versioned worker's default, shared/temporal.deployment_config; a
+# behaviour named here would break unversioned workers): a run can wait a day for a reviewer, longer than a deploy
+# should wait for it. A change that alters what running workflows do goes behind workflow.patched, and the replay
+# tests (tests/test_replay.py) fail the build if one does not.
+@workflow.defn(name=steps.BATCH_WORKFLOW)
 class ChunkBatchWorkflow(ReviewDesk):
     """Gates a batch of chunks of one branch, at most ``max_parallel_chunks`` at a time; a chunk whose budget is
     spent waits here for its review while the others go on."""
@@ -165,7 +167,7 @@ class ChunkBatchWorkflow(ReviewDesk):
         return BatchResult(gates=gates)
 
 
-@workflow.defn(name=steps.WORKFLOW, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name=steps.WORKFLOW)
 class CrmAnalysisWorkflow(ReviewDesk):
     """Ingest, both branches in parallel, aggregation, gated insights, report."""
 

@@ -1,0 +1,122 @@
+"""Re-record the workflow histories the replay tests replay (`make histories`), from real runs of the current code.
+
+Run it on purpose, after a change to workflow code that is meant to change what new runs do (and only behind
+``workflow.patched`` where running workflows must keep their path): the committed histories are what running
+workflows look like, and the replay tests fail the build when workflow code can no longer replay them.
+
+    uv run python -m tests.record_histories
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowFailureError
+
+from client.cli import start_run
+from client.review import decide, waiting_steps
+from shared.artifacts import store_from
+from shared.settings import Settings
+from shared.temporal import connect
+from tests.harness import ARTICLE, Stack, make_stack, start_temporal
+from tests.scripted_llm import ScriptedLlm
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+CONTACTS, DEALS = ARTICLE / "crm_contacts.csv", ARTICLE / "crm_opportunities.csv"
+
+
+async def _run(client: Client, settings: Settings, run_id: str,
+               meanwhile: Callable[[], Awaitable[None]] | None = None) -> None:
+    handle = await start_run(client, settings, CONTACTS, DEALS, run_id)
+    if meanwhile is not None:
+        await meanwhile()
+    with contextlib.suppress(WorkflowFailureError):  # a scenario that ends in failure is recorded as it ended
+        await asyncio.wait_for(handle.result(), 120)
+
+
+async def _save(client: Client, run_id: str, scenario: str) -> list[Path]:
+    written = []
+    for workflow_id in (run_id, f"{run_id}.contacts.batch-0000", f"{run_id}.opportunities.batch-0000"):
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        kind = "run" if workflow_id == run_id else workflow_id.split(".", 1)[1].replace(".", "-")
+        path = HISTORIES / f"{scenario}.{kind}.json"
+        path.write_text(history.to_json())
+        written.append(path)
+    return written
+
+
+async def record() -> list[Path]:
+    HISTORIES.mkdir(exist_ok=True)
+    llm = ScriptedLlm().start()
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        temporal, address = start_temporal(work / "temporal.db")
+        stack: Stack = make_stack(address, llm, work, TOLLGATE_ENCRYPT_PAYLOADS="false")
+        written: list[Path] = []
+        try:
+            client = await connect(stack.settings)
+            base = stack.settings.model_copy(update={"contact_chunk_size": 3, "gate_attempts": 2})
+
+            written += [*await _run_and_save(client, base, "clean")]
+            llm.script("h-rejected", "contacts/chunk-00000", "validator", ["ai_reject", "correct"])
+            llm.script("h-rejected", "insights", "insights", ["wrong_figure", "correct"])
+            written += await _run_and_save(client, base, "rejected-then-fixed", "h-rejected")
+            llm.script("h-spent", "contacts/chunk-00000", "contact-enricher", ["invent_ids"])
+            written += await _run_and_save(client, base, "budget-spent", "h-spent")
+            llm.script("h-quarantine", "contacts/chunk-00000", "contact-enricher", ["invent_ids"])
+            written += await _run_and_save(client, base.model_copy(update={"on_spent": "quarantine"}), "quarantine",
+                                           "h-quarantine")
+            llm.script("h-review", "contacts/chunk-00000", "contact-enricher", ["invent_ids"])
+
+            async def approve() -> None:
+                deadline = time.monotonic() + 60
+                while not (pending := await waiting_steps(client, "h-review")):
+                    assert time.monotonic() < deadline, "no step waited for review"
+                    await asyncio.sleep(0.3)
+                await decide(client, store_from(base), pending[0], "quarantine", "recorder", "recorded", None)
+
+            await _run(client, base.model_copy(update={"on_spent": "review"}), "h-review", approve)
+            written += await _save(client, "h-review", "review-decided")
+
+            llm.script("h-crash", "contacts/chunk-00000", "contact-enricher", ["slow:2", "correct"])
+
+            async def crash() -> None:
+                await asyncio.sleep(1.0)
+                stack.kill("analyzer")
+                stack.start("analyzer")
+
+            await _run(client, base, "h-crash", crash)
+            written += await _save(client, "h-crash", "analyzer-crash")
+        except BaseException:
+            print(stack.log_text()[-4000:], file=sys.stderr)
+            raise
+        finally:
+            stack.stop()
+            temporal.terminate()
+            temporal.wait(10)
+            llm.stop()
+    return written
+
+
+async def _run_and_save(client: Client, settings: Settings, scenario: str, run_id: str | None = None) -> list[Path]:
+    run_id = run_id or f"h-{scenario}"
+    await _run(client, settings, run_id)
+    return await _save(client, run_id, scenario)
+
+
+def main() -> None:
+    paths = asyncio.run(record())
+    print("\n".join(str(p.relative_to(Path.cwd())) for p in paths), flush=True)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
