@@ -353,12 +353,12 @@ def sample_catalogue(contacts: list[ContactRecord], deals: list[OpportunityRecor
     store = ArtifactStore(folder)
     from shared.contracts import DatasetRef
 
+    write_chunk(store, "contacts", chunk_key("eval", "contacts", 0), [c.model_dump() for c in contacts])
+    write_chunk(store, "opportunities", chunk_key("eval", "opportunities", 0), [d.model_dump() for d in deals])
     contact_set = DatasetRef(branch="contacts", source_name="c", rows=len(contacts), chunk_size=len(contacts),
-                             chunks=[write_chunk(store, "contacts", chunk_key("eval", "contacts", 0),
-                                                 [c.model_dump() for c in contacts])])
+                             chunk_count=1, chunk_prefix="runs/eval/data/contacts")
     deal_set = DatasetRef(branch="opportunities", source_name="o", rows=len(deals), chunk_size=len(deals),
-                          chunks=[write_chunk(store, "opportunities", chunk_key("eval", "opportunities", 0),
-                                              [d.model_dump() for d in deals])])
+                          chunk_count=1, chunk_prefix="runs/eval/data/opportunities")
     facts = Facts(contacts=contact_facts(store, contact_set), opportunities=opportunity_facts(store, deal_set))
     people = pl.DataFrame([{"id": c.id, "company": c.company, "title": c.title} for c in contacts])
     frame = pl.DataFrame([{"id": d.id, "name": d.name, "stage": d.stage, "amount": d.amount,

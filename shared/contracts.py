@@ -92,13 +92,24 @@ class ArtifactRef(Contract):
 
 
 class DatasetRef(Contract):
-    """A normalized dataset: one file per chunk, so a chunk step reads only its own rows."""
+    """A normalized dataset: one file per chunk, so a chunk step reads only its own rows. Its size does not grow
+    with the export: chunk keys follow from the prefix and the index."""
 
     branch: Branch
     source_name: str
     rows: int
     chunk_size: int
-    chunks: list[ArtifactRef]
+    chunk_count: int = 0
+    chunk_prefix: str = ""
+    listed: list[ArtifactRef] = Field(default_factory=list, validation_alias="chunks",
+                                      description="Written by versions that listed every chunk; read, not written.")
+
+    def chunk(self, index: int) -> ArtifactRef:
+        return self.listed[index] if self.listed else ArtifactRef(key=f"{self.chunk_prefix}/chunk-{index:05d}.parquet")
+
+    @property
+    def chunks(self) -> list[ArtifactRef]:
+        return list(self.listed) if self.listed else [self.chunk(i) for i in range(self.chunk_count)]
 
 
 class CountItem(Contract):
@@ -400,8 +411,11 @@ class AggregateRequest(Contract):
     facts: Facts
     contacts: DatasetRef
     opportunities: DatasetRef
-    contact_outputs: list[ArtifactRef]
-    opportunity_outputs: list[ArtifactRef]
+    contact_outputs: list[ArtifactRef] = Field(default_factory=list, description="Runs started before the gate "
+                                               "manifests; new runs give the batch counts below.")
+    opportunity_outputs: list[ArtifactRef] = Field(default_factory=list)
+    contact_batches: int = Field(default=0, description="Batches of gate records in the store (gate_manifest_key).")
+    opportunity_batches: int = 0
 
 
 class InsightsTask(Contract):
@@ -500,6 +514,23 @@ class BatchResult(Contract):
     gates: list[GateRecord]
 
 
+class BatchRecord(Contract):
+    """One batch's gate records, as the parent hands them to the store (bounded by the batch size)."""
+
+    run_id: str
+    branch: Branch
+    number: int
+    gates: list[GateRecord]
+
+
+class GateManifest(Contract):
+    gates: list[GateRecord]
+
+
+def gate_manifest_key(run_id: str, branch: str, number: int) -> str:
+    return f"runs/{run_id}/gates/{branch}/batch-{number:04d}.json"
+
+
 class LayerCount(Contract):
     layer: GateLayer
     rejections: int
@@ -587,6 +618,9 @@ class ReportRequest(Contract):
     facts: Facts
     insights_context: ArtifactRef
     insights_output: ArtifactRef | None
-    contact_gates: list[GateRecord]
-    opportunity_gates: list[GateRecord]
+    contact_gates: list[GateRecord] = Field(default_factory=list, description="Runs started before the gate "
+                                            "manifests; new runs give the batch counts below.")
+    opportunity_gates: list[GateRecord] = Field(default_factory=list)
+    contact_batches: int = 0
+    opportunity_batches: int = 0
     insights_gate: GateRecord

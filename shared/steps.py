@@ -11,6 +11,7 @@ VALIDATE_CONTACTS: Final = "validate_contact_chunk"
 VALIDATE_OPPORTUNITIES: Final = "validate_opportunity_chunk"
 VALIDATE_INSIGHTS: Final = "validate_insights"
 WRITE_REPORT: Final = "write_report"
+RECORD_BATCH: Final = "record_batch"
 PUBLISH_PROGRESS: Final = "publish_progress"
 
 WORKFLOW: Final = "CrmAnalysisWorkflow"

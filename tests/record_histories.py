@@ -2,7 +2,9 @@
 
 Run it on purpose, after a change to workflow code that is meant to change what new runs do (and only behind
 ``workflow.patched`` where running workflows must keep their path): the committed histories are what running
-workflows look like, and the replay tests fail the build when workflow code can no longer replay them.
+workflows look like, and the replay tests fail the build when workflow code can no longer replay them. It rewrites
+``tests/histories/current``; keep the folder of a version whose runs may still be running under another name
+(``tests/histories/v1-lists`` holds runs from before the gate manifests), and every folder is replayed.
 
     uv run python -m tests.record_histories
 """
@@ -28,7 +30,7 @@ from shared.temporal import connect
 from tests.harness import ARTICLE, Stack, make_stack, start_temporal
 from tests.scripted_llm import ScriptedLlm
 
-HISTORIES = Path(__file__).resolve().parent / "histories"
+HISTORIES = Path(__file__).resolve().parent / "histories" / "current"
 CONTACTS, DEALS = ARTICLE / "crm_contacts.csv", ARTICLE / "crm_opportunities.csv"
 
 

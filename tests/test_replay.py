@@ -18,7 +18,8 @@ from shared.codec import data_converter, parse_keyring
 from tests.harness import ROOT
 from tests.replay_variants import AnnouncesMore, AnnouncesMorePatched
 
-HISTORIES = sorted((ROOT / "tests" / "histories").glob("*.json"))
+HISTORIES = sorted((ROOT / "tests" / "histories").glob("*/*.json"))
+VERSIONS = sorted({p.parent.name for p in HISTORIES})
 SCENARIOS = {"clean", "rejected-then-fixed", "budget-spent", "quarantine", "review-decided", "analyzer-crash"}
 
 
@@ -33,28 +34,33 @@ def replayer(*classes: type) -> Replayer:
                     interceptors=[TracingInterceptor()])
 
 
-def test_every_scenario_is_recorded_and_is_what_it_says() -> None:
-    assert {p.name.split(".")[0] for p in HISTORIES} == SCENARIOS
-    text = {p.name: p.read_text() for p in HISTORIES}
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_scenario_is_recorded_and_is_what_it_says(version: str) -> None:
+    histories = [p for p in HISTORIES if p.parent.name == version]
+    assert {p.name.split(".")[0] for p in histories} == SCENARIOS
+    text = {p.name: p.read_text() for p in histories}
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED" in text["budget-spent.run.json"]
     assert "GateBudgetSpent" in text["budget-spent.contacts-batch-0000.json"]
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" in text["review-decided.contacts-batch-0000.json"]
     for name in ("clean", "rejected-then-fixed", "quarantine", "review-decided", "analyzer-crash"):
         assert "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED" in text[f"{name}.run.json"], name
+    # the current version keeps gate records in the store; v1 passed them in payloads (the patch's two paths)
+    assert ("record_batch" in text["clean.run.json"]) == (version == "current")
     crash = json.loads(text["analyzer-crash.contacts-batch-0000.json"])
     started = [e["activityTaskStartedEventAttributes"] for e in crash["events"]
                if "activityTaskStartedEventAttributes" in e]
     assert any(a.get("attempt", 1) > 1 for a in started), "the killed analyzer's step ran again"
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 async def test_the_current_code_replays_every_recorded_history(path: Path) -> None:
     result = await replayer().replay_workflow(history(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
 
 async def test_an_unpatched_change_fails_replay_and_a_patched_one_passes() -> None:
-    run = history(ROOT / "tests" / "histories" / "clean.run.json")
+    assert VERSIONS == ["current", "v1-lists"]
+    run = history(ROOT / "tests" / "histories" / "current" / "clean.run.json")
     broken = await replayer(AnnouncesMore, ChunkBatchWorkflow).replay_workflow(run, raise_on_replay_failure=False)
     assert broken.replay_failure is not None and "nondetermin" in str(broken.replay_failure).lower()
     patched = await replayer(AnnouncesMorePatched, ChunkBatchWorkflow).replay_workflow(

@@ -41,6 +41,7 @@ from shared.contracts import (
 )
 from shared.datasets import read_contacts, read_opportunities, scan_chunks
 from shared.llm import LlmCall, ModelEndpoint, ask_structured
+from shared.manifests import accepted_outputs, read_gates
 from shared.settings import Settings
 from shared.taxonomy import title_rule
 
@@ -205,9 +206,13 @@ class AnalyzerActivities:
         # a gate never passes a record for an id the chunk lacks; a reviewer's approval can: it counts nowhere
         known_people = set(people.get_column("id").to_list())
         known_deals = set(deals.get_column("id").to_list())
-        read = [self.store.read_model(ref, ContactChunkOutput).enrichments for ref in request.contact_outputs]
+        contact_outputs = request.contact_outputs or accepted_outputs(
+            read_gates(self.store, request.run_id, "contacts", request.contact_batches))
+        opportunity_outputs = request.opportunity_outputs or accepted_outputs(
+            read_gates(self.store, request.run_id, "opportunities", request.opportunity_batches))
+        read = [self.store.read_model(ref, ContactChunkOutput).enrichments for ref in contact_outputs]
         chunks = [[e for e in chunk if e.id in known_people] for chunk in read]
-        all_risks = [r for ref in request.opportunity_outputs
+        all_risks = [r for ref in opportunity_outputs
                      for r in self.store.read_model(ref, OpportunityChunkOutput).risks]
         risks = [r for r in all_risks if r.id in known_deals]
         unknown = sum(map(len, read)) - sum(map(len, chunks)) + len(all_risks) - len(risks)

@@ -250,7 +250,7 @@ def _write_dataset(
     if rows == 0:
         raise BadInputError(source, "has a header but no data rows")
     return DatasetRef(branch=branch, source_name=Path(source).name, rows=rows, chunk_size=chunk_size,
-                      chunks=chunks)
+                      chunk_count=len(chunks), chunk_prefix=chunk_key(run_id, branch, 0).rsplit("/", 1)[0])
 
 
 def _scan(store: ArtifactStore, dataset: DatasetRef) -> pl.LazyFrame:

@@ -11,11 +11,14 @@ from shared import steps
 from shared.artifacts import ArtifactStore
 from shared.contracts import (
     MAX_LISTED,
+    ArtifactRef,
+    BatchRecord,
     BranchUsage,
     CitedInsight,
     ContactChunkOutput,
     Coverage,
     FactCatalogue,
+    GateManifest,
     GateRecord,
     GateSummary,
     InsightsContext,
@@ -28,9 +31,11 @@ from shared.contracts import (
     ReviewedStep,
     RunResult,
     TokenUsage,
+    gate_manifest_key,
 )
 from shared.datasets import read_contacts, read_opportunities
 from shared.figures import count, fact_value, money, percent
+from shared.manifests import read_gates
 
 TABLE_ROWS = 50
 
@@ -165,6 +170,12 @@ class ReportActivities:
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
 
+    @activity.defn(name=steps.RECORD_BATCH)
+    def record_batch(self, record: BatchRecord) -> ArtifactRef:
+        """Keep one batch's gate records in the store, where aggregation and the report read them."""
+        return self.store.write_model(gate_manifest_key(record.run_id, record.branch, record.number),
+                                      GateManifest(gates=record.gates))
+
     def _quarantined(self, gate: GateRecord) -> QuarantinedStep:
         """A left-out step: how many rows, which (the first of them), and why its last attempt was rejected."""
         ids: list[str] = []
@@ -184,17 +195,21 @@ class ReportActivities:
             for insight in self.store.read_model(request.insights_output, InsightsOutput).insights
         ]
         contacts = [self.store.read_model(context.contact_labels, ContactChunkOutput)]
+        contact_gates = request.contact_gates or read_gates(self.store, request.run_id, "contacts",
+                                                            request.contact_batches)
+        opportunity_gates = request.opportunity_gates or read_gates(self.store, request.run_id, "opportunities",
+                                                                    request.opportunity_batches)
         opportunities = [self.store.read_model(context.risks, OpportunityChunkOutput)] if context.risks else [
             self.store.read_model(g.accepted_output, OpportunityChunkOutput)
-            for g in request.opportunity_gates if g.accepted_output]
+            for g in opportunity_gates if g.accepted_output]
         lines = [e.model_dump_json() for chunk in contacts for e in chunk.enrichments]
         lines += [r.model_dump_json() for chunk in opportunities for r in chunk.risks]
         base = f"runs/{request.run_id}/report"
         enrichments = self.store.write_bytes(f"{base}/enrichments.jsonl", ("\n".join(lines) + "\n").encode())
-        gates = [*request.contact_gates, *request.opportunity_gates, request.insights_gate]
+        gates = [*contact_gates, *opportunity_gates, request.insights_gate]
         by_branch = [
             BranchUsage(branch=name, usage=sum((g.usage for g in branch), TokenUsage()))
-            for name, branch in (("contacts", request.contact_gates), ("opportunities", request.opportunity_gates),
+            for name, branch in (("contacts", contact_gates), ("opportunities", opportunity_gates),
                                  ("insights", [request.insights_gate]))
         ]
         quarantined = [self._quarantined(g) for g in gates if g.outcome == "quarantined"]

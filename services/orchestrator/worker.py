@@ -25,7 +25,7 @@ async def run(settings: Settings) -> None:
             settings,
             task_queue=settings.orchestrator_queue,
             workflows=[CrmAnalysisWorkflow, ChunkBatchWorkflow],
-            activities=[report.write_report, progress.publish_progress],
+            activities=[report.write_report, report.record_batch, progress.publish_progress],
         )
     finally:
         await publisher.close()

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from shared.contracts import (
         AggregateRequest,
         ArtifactRef,
+        BatchRecord,
         BatchRequest,
         BatchResult,
         Branch,
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from shared.events import BranchPlan, EventBody, EventKind, ProgressEvent
     from shared.failures import failure_reason
 
+GATE_MANIFESTS = "gate-manifests"  # workflow.patched id: gate records in the store, not in payloads
 ANALYZE = {"contacts": steps.ENRICH_CONTACTS, "opportunities": steps.ASSESS_OPPORTUNITIES}
 VALIDATE = {"contacts": steps.VALIDATE_CONTACTS, "opportunities": steps.VALIDATE_OPPORTUNITIES}
 
@@ -175,6 +177,7 @@ class CrmAnalysisWorkflow(ReviewDesk):
         ReviewDesk.__init__(self)
         self._progress = RunProgress(stage="starting")
         self._tokens = 0
+        self._manifests = False
 
     @workflow.query
     def progress(self) -> RunProgress:
@@ -223,14 +226,18 @@ class CrmAnalysisWorkflow(ReviewDesk):
             IngestResult, options.ingest, options.analyzer_queue, "ingest",
         )
         self._advance(stage="analysis")
+        # Runs started by this version keep their gate records in the store, batch by batch, and pass counts; runs
+        # started before it pass the lists, as their histories say.
+        self._manifests = workflow.patched(GATE_MANIFESTS)
         await announce(request.run_id, "ingest_done", body=EventBody(plans=[
             BranchPlan(branch=d.branch, rows=d.rows, chunks=len(d.chunks))
             for d in (ingested.contacts, ingested.opportunities)
         ]))
-        contact_gates, opportunity_gates = await settle_all([
+        (contact_gates, contact_batches), (opportunity_gates, opportunity_batches) = await settle_all([
             self._branch(request.run_id, ingested.contacts, options),
             self._branch(request.run_id, ingested.opportunities, options),
         ])
+        listed = not self._manifests
 
         self._advance(stage="aggregation")
         context = await run_step(
@@ -238,8 +245,10 @@ class CrmAnalysisWorkflow(ReviewDesk):
             AggregateRequest(
                 run_id=request.run_id, facts=ingested.facts, contacts=ingested.contacts,
                 opportunities=ingested.opportunities,
-                contact_outputs=[g.accepted_output for g in contact_gates if g.accepted_output],
-                opportunity_outputs=[g.accepted_output for g in opportunity_gates if g.accepted_output],
+                contact_outputs=[g.accepted_output for g in contact_gates if g.accepted_output] if listed else [],
+                opportunity_outputs=[g.accepted_output for g in opportunity_gates if g.accepted_output]
+                if listed else [],
+                contact_batches=contact_batches, opportunity_batches=opportunity_batches,
             ),
             ArtifactRef, options.ingest, options.analyzer_queue, "aggregate",
         )
@@ -270,16 +279,19 @@ class CrmAnalysisWorkflow(ReviewDesk):
         result = await run_step(
             steps.WRITE_REPORT,
             ReportRequest(run_id=request.run_id, facts=ingested.facts, insights_output=insights_gate.accepted_output,
-                          insights_context=context, contact_gates=contact_gates, opportunity_gates=opportunity_gates,
-                          insights_gate=insights_gate),
+                          insights_context=context, contact_gates=contact_gates if listed else [],
+                          opportunity_gates=opportunity_gates if listed else [], contact_batches=contact_batches,
+                          opportunity_batches=opportunity_batches, insights_gate=insights_gate),
             RunResult, options.validation, options.orchestrator_queue, "report",
         )
         self._advance(stage="completed")
         return result
 
-    async def _branch(self, run_id: str, dataset: DatasetRef, options: RunOptions) -> list[GateRecord]:
-        """One child workflow per batch of chunks, one batch after another."""
+    async def _branch(self, run_id: str, dataset: DatasetRef, options: RunOptions) -> tuple[list[GateRecord], int]:
+        """One child workflow per batch of chunks, one batch after another. Returns the gate records (runs from
+        before the manifests) or none, and how many batches were recorded in the store."""
         gates: list[GateRecord] = []
+        recorded = 0
         size = options.chunks_per_batch
         for number, start in enumerate(range(0, len(dataset.chunks), size)):
             allowance = 0
@@ -302,6 +314,13 @@ class CrmAnalysisWorkflow(ReviewDesk):
                     raise ApplicationError(cause.message, *cause.details, type=cause.type,
                                            non_retryable=True) from error
                 raise
-            gates.extend(result.gates)
             self._tokens += sum(gate.usage.tokens for gate in result.gates)
-        return gates
+            if self._manifests:
+                await run_step(steps.RECORD_BATCH, BatchRecord(run_id=run_id, branch=dataset.branch, number=number,
+                                                                gates=result.gates),
+                               ArtifactRef, options.validation, options.orchestrator_queue,
+                               f"{dataset.branch} batch {number}")
+                recorded += 1
+            else:
+                gates.extend(result.gates)
+        return gates, recorded
