@@ -180,6 +180,8 @@ class IngestResult(Contract):
     contacts: DatasetRef
     opportunities: DatasetRef
     facts: Facts
+    warnings: list[str] = Field(default_factory=list, max_length=10, description="What ingest had to assume (an "
+                                "export decoded as UTF-16 or Windows-1252), for the report.")
 
 
 # --- step outputs ------------------------------------------------------------------------------------------
@@ -596,6 +598,7 @@ class Report(Contract):
     reviewed: list[ReviewedStep] = Field(default_factory=list, max_length=MAX_LISTED)
     reused_steps: int = 0
     insights_missing: str | None = Field(default=None, description="Why the report has no insights, if it has none.")
+    input_warnings: list[str] = Field(default_factory=list, max_length=10, description="What ingest had to assume.")
 
 
 class RunProgress(Contract):
@@ -624,3 +627,4 @@ class ReportRequest(Contract):
     contact_batches: int = 0
     opportunity_batches: int = 0
     insights_gate: GateRecord
+    input_warnings: list[str] = Field(default_factory=list, max_length=10)

@@ -70,8 +70,12 @@ def test_quality_flags_are_computed_not_guessed(tmp_path: Path) -> None:
         (f"{HEADER}\n,a,b,c,\n", "c.csv, row 1, column 'id': the id is empty"),
         (f"{HEADER}\n1,a,b\n", "c.csv, row 1: has 3 fields but the header has 5"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "c.csv: not a CSV file: it contains binary data"),
-        (b"id,name,company,title,created_date\n1,\xff\xfe,b,c,\n",
+        (b"id,name,company,title,created_date\n1,\x81\x8d,b,c,\n",  # bytes neither UTF-8 nor Windows-1252 has
          "c.csv: line 2 is not UTF-8 text; export the CSV as UTF-8"),
+        (f"{HEADER}\n1,a,b,c,{'9' * 5000}\n", "c.csv, row 1, column 'created_date': '" + "9" * 40 + "…' is not a "
+         "date (expected YYYY-MM-DD)"),
+        (f"{HEADER}\n1,{'x' * 200_000},b,c,\n", "c.csv: not a well-formed CSV: field larger than field limit "
+         "(131072)"),
     ],
 )
 def test_bad_contacts_name_file_row_and_column(tmp_path: Path, content: str | bytes, message: str) -> None:
@@ -174,3 +178,28 @@ def test_amounts_are_exact(written: str, separator: str, amount: str) -> None:
 def test_ambiguous_amounts_are_refused(written: str, separator: str) -> None:
     with pytest.raises(ValueError, match="is an ambiguous amount"):
         parse_amount(written, separator)
+
+
+def test_utf16_and_windows_1252_exports_are_decoded_with_a_warning(tmp_path: Path) -> None:
+    text = f"{HEADER}\n1,José Müller,Café Noir,Directeur Général,2024-01-01\n"
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes(text.encode("utf-16"))  # with its byte-order mark, as Excel's "Unicode text" writes it
+    cp1252 = tmp_path / "cp1252.csv"
+    cp1252.write_bytes(text.encode("cp1252"))
+    for path, said in ((utf16, "was decoded as UTF-16"), (cp1252, "it was decoded as Windows-1252")):
+        warnings: list[str] = []
+        [contact] = parse_contacts(str(path), warnings=warnings)
+        assert (contact.name, contact.company, contact.title) == ("José Müller", "Café Noir", "Directeur Général")
+        assert len(warnings) == 1 and said in warnings[0] and path.name in warnings[0]
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_text(text, encoding="utf-8")
+    warnings = []
+    assert [c.name for c in parse_contacts(str(utf8), warnings=warnings)] == ["José Müller"] and warnings == []
+
+
+def test_ingest_reports_what_it_assumed(tmp_path: Path) -> None:
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_bytes(f"{HEADER}\n1,José,Café,Engineer,2024-01-01\n".encode("cp1252"))
+    store = ArtifactStore(tmp_path / "store")
+    result = ingest(store, uploaded(store, "r1", contacts, ARTICLE / "crm_opportunities.csv", 10, 10), lambda _: None)
+    assert result.warnings == ["contacts.csv is not UTF-8; it was decoded as Windows-1252 (export as UTF-8 to be sure)"]

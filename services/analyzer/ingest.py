@@ -6,7 +6,9 @@ bad row with an error that names the file, the row and the column.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -65,18 +67,49 @@ class _Row:
     values: dict[str, str]
 
 
-def _read_rows(path: str, required: tuple[str, ...]) -> Iterator[_Row]:
+SNIPPET = 40  # characters of an offending cell an error quotes, at most
+PROBE = 64 * 1024
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def snippet(text: str) -> str:
+    """A cell as an error quotes it: bounded, so a megabyte cell never floods a message or a log."""
+    return repr(text if len(text) <= SNIPPET else text[:SNIPPET] + "…")
+
+
+def detect_encoding(path: str, head: bytes) -> tuple[str, str | None]:
+    """UTF-8 unless the bytes say otherwise: a UTF-16 byte-order mark, or text that is not UTF-8 but is valid
+    Windows-1252 (Excel's CSV on Windows). Returns the encoding and the warning to show, if any."""
+    name = Path(path).name
+    if head.startswith(UTF16_BOMS):
+        return "utf-16", f"{name} was decoded as UTF-16 (it starts with a UTF-16 byte-order mark)"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return "utf-8", None
+    except UnicodeDecodeError:
+        pass
+    try:
+        head.decode("cp1252")
+    except UnicodeDecodeError:
+        return "utf-8", None  # neither: the bad line is reported as not UTF-8
+    return "cp1252", f"{name} is not UTF-8; it was decoded as Windows-1252 (export as UTF-8 to be sure)"
+
+
+def _read_rows(path: str, required: tuple[str, ...], warnings: list[str] | None = None) -> Iterator[_Row]:
     file = Path(path)
     if not file.is_file():
         raise BadInputError(path, "file not found")
     with file.open("rb") as probe:
-        head = probe.read(4096)
-    if b"\x00" in head:
+        head = probe.read(PROBE)
+    encoding, warning = detect_encoding(path, head)
+    if warning and warnings is not None:
+        warnings.append(warning)
+    if encoding != "utf-16" and b"\x00" in head[:4096]:
         raise BadInputError(path, "not a CSV file: it contains binary data")
     if not head.strip():
         raise BadInputError(path, f"the file is empty; expected a header row with columns {', '.join(required)}")
     with file.open("rb") as handle:
-        lines = _decoded_lines(path, handle)
+        lines = _decoded_lines(path, handle, encoding)
         reader = csv.reader(lines)
         try:
             header = [name.strip() for name in next(reader)]
@@ -101,16 +134,23 @@ def _read_rows(path: str, required: tuple[str, ...]) -> Iterator[_Row]:
                     )
                 yield _Row(number, {name: value.strip() for name, value in zip(header, fields, strict=True)})
         except csv.Error as error:
-            raise BadInputError(path, f"not a well-formed CSV: {error}") from None
+            raise BadInputError(path, f"not a well-formed CSV: {str(error)[:200]}") from None
 
 
-def _decoded_lines(path: str, handle: BinaryIO) -> Iterator[str]:
-    """UTF-8 lines (a BOM dropped), decoded one at a time so that a bad byte is reported at its line."""
+def _decoded_lines(path: str, handle: BinaryIO, encoding: str = "utf-8") -> Iterator[str]:
+    """Text lines (a BOM dropped), decoded one at a time so that a bad byte is reported at its line."""
+    if encoding == "utf-16":
+        try:
+            yield from io.TextIOWrapper(handle, encoding="utf-16", newline="")
+        except UnicodeDecodeError:
+            raise BadInputError(path, "is not valid UTF-16 text after its byte-order mark") from None
+        return
     for number, raw in enumerate(handle, start=1):
         try:
-            line = raw.decode("utf-8")
+            line = raw.decode(encoding)
         except UnicodeDecodeError:
-            raise BadInputError(path, f"line {number} is not UTF-8 text; export the CSV as UTF-8") from None
+            what = "not UTF-8" if encoding == "utf-8" else "neither UTF-8 nor Windows-1252"
+            raise BadInputError(path, f"line {number} is {what} text; export the CSV as UTF-8") from None
         yield line.removeprefix("\ufeff") if number == 1 else line
 
 
@@ -121,7 +161,7 @@ def _parse_date(path: str, row: _Row, column: str) -> date | None:
     try:
         return date.fromisoformat(text[:10])
     except ValueError:
-        raise BadInputError(path, f"{text!r} is not a date (expected YYYY-MM-DD)", row=row.number,
+        raise BadInputError(path, f"{snippet(text)} is not a date (expected YYYY-MM-DD)", row=row.number,
                             column=column) from None
 
 
@@ -137,15 +177,15 @@ def parse_amount(text: str, decimal_separator: str = ".") -> Decimal:
     if not re.fullmatch(rf"-?(\d{{1,3}}({grp}\d{{3}})+|\d+)({dec}\d{{1,2}})?", raw):
         if re.fullmatch(r"-?[\d.,]+", raw) and re.search(r"\d", raw):
             raise ValueError(
-                f"{text!r} is an ambiguous amount: with {decimal_separator!r} as the decimal separator it could be "
-                "read two ways; write it as 1234.56 or 1,234.56, or set TOLLGATE_AMOUNT_DECIMAL_SEPARATOR for an "
+                f"{snippet(text)} is an ambiguous amount: with {decimal_separator!r} as the decimal separator it could "
+                "be read two ways; write it as 1234.56 or 1,234.56, or set TOLLGATE_AMOUNT_DECIMAL_SEPARATOR for an "
                 "export that writes 1.234,56")
-        raise ValueError(f"{text!r} is not a number")
+        raise ValueError(f"{snippet(text)} is not a number")
     amount = Decimal(raw.replace(grouping, "").replace(decimal_separator, "."))
     if amount < 0:
-        raise ValueError(f"{text!r} is not a non-negative amount")
+        raise ValueError(f"{snippet(text)} is not a non-negative amount")
     if amount >= MAX_AMOUNT:
-        raise ValueError(f"{text!r} is not a plausible amount (at least {MAX_AMOUNT:,})")
+        raise ValueError(f"{snippet(text)} is not a plausible amount (at least {MAX_AMOUNT:,})")
     return amount
 
 
@@ -161,7 +201,7 @@ def _require_id(path: str, row: _Row, seen: set[str], column: str = "id") -> str
     if not value:
         raise BadInputError(path, "the id is empty", row=row.number, column=column)
     if value in seen:
-        raise BadInputError(path, f"id {value!r} appears more than once", row=row.number, column=column)
+        raise BadInputError(path, f"id {snippet(value)} appears more than once", row=row.number, column=column)
     seen.add(value)
     return value
 
@@ -175,11 +215,12 @@ def _odd_capitalisation(name: str) -> bool:
     return bool(letters) and (name == name.lower() or (name == name.upper() and len(letters) > 3))
 
 
-def parse_contacts(path: str, keep_extra: bool = True) -> Iterator[ContactRecord]:
+def parse_contacts(path: str, keep_extra: bool = True, warnings: list[str] | None = None
+                   ) -> Iterator[ContactRecord]:
     """Yield the contacts of one export, validated, with their ingest-time quality flags."""
     seen: set[str] = set()
     names: set[str] = set()
-    for row in _read_rows(path, CONTACT_COLUMNS):
+    for row in _read_rows(path, CONTACT_COLUMNS, warnings):
         name = row.values["name"]
         flags: list[QualityFlag] = []
         if not row.values["title"]:
@@ -204,10 +245,11 @@ def parse_contacts(path: str, keep_extra: bool = True) -> Iterator[ContactRecord
 
 
 def parse_opportunities(path: str, contact_ids: set[str], decimal_separator: str = ".", keep_extra: bool = True,
+                        warnings: list[str] | None = None,
                         ) -> Iterator[OpportunityRecord]:
     """Yield the opportunities of one export, validated; unknown contacts are flagged, not refused."""
     seen: set[str] = set()
-    for row in _read_rows(path, OPPORTUNITY_COLUMNS):
+    for row in _read_rows(path, OPPORTUNITY_COLUMNS, warnings):
         amount = _parse_amount(path, row, decimal_separator)
         flags: list[QualityFlag] = []
         if row.values["contact_id"] not in contact_ids:
@@ -347,12 +389,14 @@ def opportunity_facts(store: ArtifactStore, dataset: DatasetRef) -> OpportunityF
 def ingest(store: ArtifactStore, request: IngestRequest, heartbeat: Callable[[int], None]) -> IngestResult:
     """Parse, normalize and chunk both exports (read from the store, where the client uploaded them), and compute
     the facts over the full data."""
+    warnings: list[str] = []
     for ref, name in ((request.contacts, request.contacts_name), (request.opportunities, request.opportunities_name)):
         if not store.exists(ref):
             raise BadInputError(name, "file not found (it is not in the artifact store; start the run again)")
     with store.local_copy(request.contacts, request.contacts_name) as path:
         contacts = _write_dataset(
-            store, request.run_id, "contacts", str(path), parse_contacts(str(path), request.keep_extra_columns),
+            store, request.run_id, "contacts", str(path),
+            parse_contacts(str(path), request.keep_extra_columns, warnings),
             request.contact_chunk_size, heartbeat,
         )
     contact_ids: set[str] = set()
@@ -361,8 +405,9 @@ def ingest(store: ArtifactStore, request: IngestRequest, heartbeat: Callable[[in
     with store.local_copy(request.opportunities, request.opportunities_name) as path:
         opportunities = _write_dataset(
             store, request.run_id, "opportunities", str(path),
-            parse_opportunities(str(path), contact_ids, request.decimal_separator, request.keep_extra_columns),
+            parse_opportunities(str(path), contact_ids, request.decimal_separator, request.keep_extra_columns,
+                                warnings),
             request.opportunity_chunk_size, heartbeat,
         )
     facts = Facts(contacts=contact_facts(store, contacts), opportunities=opportunity_facts(store, opportunities))
-    return IngestResult(contacts=contacts, opportunities=opportunities, facts=facts)
+    return IngestResult(contacts=contacts, opportunities=opportunities, facts=facts, warnings=warnings[:10])

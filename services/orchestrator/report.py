@@ -83,6 +83,8 @@ def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
     out += ["", "Stages (grouped by their canonical name):", ""]
     out += _rows(["stage", "deals", "value", "written as"], [
         (x.stage, count(x.count), money(x.value), ", ".join(x.spellings)) for x in o.stage_breakdown])
+    for warning in report.input_warnings:
+        out += ["", f"Data quality: {warning}."]
     if o.stage_spelling_variants:
         out += ["", f"Data quality: {o.stage_spelling_variants} stages are written in more than one way."]
     if report.quarantined_total:
@@ -230,6 +232,7 @@ class ReportActivities:
                       if any(r.reviewer != "policy" for r in g.reviews)][:MAX_LISTED],
             reused_steps=sum(g.outcome == "reused" for g in gates),
             insights_missing=None if request.insights_output is not None else _no_insights(request.insights_gate),
+            input_warnings=request.input_warnings,
         )
         json_ref = self.store.write_bytes(f"{base}/report.json", report.model_dump_json(indent=2).encode())
         md_ref = self.store.write_bytes(f"{base}/report.md",

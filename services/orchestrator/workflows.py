@@ -230,9 +230,9 @@ class CrmAnalysisWorkflow(ReviewDesk):
         # started before it pass the lists, as their histories say.
         self._manifests = workflow.patched(GATE_MANIFESTS)
         await announce(request.run_id, "ingest_done", body=EventBody(plans=[
-            BranchPlan(branch=d.branch, rows=d.rows, chunks=len(d.chunks))
+            BranchPlan(branch=d.branch, rows=d.rows, chunks=d.chunk_count or len(d.listed))
             for d in (ingested.contacts, ingested.opportunities)
-        ]))
+        ], summary="; ".join(ingested.warnings) or None))
         (contact_gates, contact_batches), (opportunity_gates, opportunity_batches) = await settle_all([
             self._branch(request.run_id, ingested.contacts, options),
             self._branch(request.run_id, ingested.opportunities, options),
@@ -281,7 +281,8 @@ class CrmAnalysisWorkflow(ReviewDesk):
             ReportRequest(run_id=request.run_id, facts=ingested.facts, insights_output=insights_gate.accepted_output,
                           insights_context=context, contact_gates=contact_gates if listed else [],
                           opportunity_gates=opportunity_gates if listed else [], contact_batches=contact_batches,
-                          opportunity_batches=opportunity_batches, insights_gate=insights_gate),
+                          opportunity_batches=opportunity_batches, insights_gate=insights_gate,
+                          input_warnings=ingested.warnings),
             RunResult, options.validation, options.orchestrator_queue, "report",
         )
         self._advance(stage="completed")
