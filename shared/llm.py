@@ -8,6 +8,7 @@ backoff, a rejected request (400, 401, 403, 404) is not retried at all.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import json
@@ -232,11 +233,22 @@ async def ask_structured(
                 telemetry=False,
                 markdown=False,
             )
-            if activity.in_activity():
-                async with heartbeating():
-                    run = await agent.arun(prompt)
-            else:
-                run = await agent.arun(prompt)
+            # httpx's timeout bounds each read; an endpoint that trickles bytes forever passes every read, so the
+            # whole call has a deadline too
+            try:
+                async with asyncio.timeout(settings.llm_timeout_seconds):
+                    if activity.in_activity():
+                        async with heartbeating():
+                            run = await agent.arun(prompt)
+                    else:
+                        run = await agent.arun(prompt)
+            except TimeoutError:
+                tries = f", try {activity.info().attempt}" if activity.in_activity() else ""
+                span.set_status(Status(StatusCode.ERROR, "LlmTimeout"))
+                raise ApplicationError(
+                    f"LLM call for {call.step} (gate attempt {call.attempt}{tries}) had no complete answer within "
+                    f"{settings.llm_timeout_seconds:g} s (TOLLGATE_LLM_TIMEOUT_SECONDS): the endpoint hung or kept "
+                    "streaming", type="LlmTimeout") from None
         finally:
             _last_response.reset(token)
         metrics = run.metrics

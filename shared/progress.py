@@ -38,6 +38,9 @@ return {seq, 'new'}
 """
 
 
+POISON_AFTER = 5  # an event that fails this often for a reason other than Redis is dropped and counted lost
+
+
 class ProgressPublisher:
     """Buffers events and delivers them to Redis in order, retrying while Redis is unreachable."""
 
@@ -71,7 +74,7 @@ class ProgressPublisher:
         else:
             self._pending.append(event)
             self._wake.set()
-        if self._task is None:
+        if self._task is None or self._task.done():  # started once, and again should anything have ended it
             self._task = asyncio.get_running_loop().create_task(self._deliver())
         return self._lost.get(event.run_id, 0)
 
@@ -101,6 +104,7 @@ class ProgressPublisher:
 
     async def _deliver(self) -> None:
         delay = 0.05
+        failures = 0
         while True:
             if not self._pending:
                 self._wake.clear()
@@ -114,8 +118,22 @@ class ProgressPublisher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
+            except Exception as error:  # not Redis: a bug or a bad event; it must not stop the events behind it
+                failures += 1
+                if failures < POISON_AFTER:
+                    log.warning("publishing %s failed (%s: %s); retrying", self._pending[0].event_id,
+                                type(error).__name__, str(error)[:200])
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                event = self._pending.popleft()
+                self._lost[event.run_id] = self._lost.get(event.run_id, 0) + 1
+                log.error("dropped progress event %s after %d failures (%s: %s); the run counts it lost",
+                          event.event_id, failures, type(error).__name__, str(error)[:200])
+                failures, delay = 0, 0.05
+                continue
             self._pending.popleft()
-            delay = 0.05
+            failures, delay = 0, 0.05
 
     async def publish(self, event: ProgressEvent) -> bool:
         """Publish one event now, unless its id was published before; True if it was written."""

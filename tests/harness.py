@@ -57,9 +57,10 @@ def temporal_binary() -> str:
     return found
 
 
-def start_temporal(db: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A Temporal dev server on free ports with SQLite persistence; fails loudly if it does not come up."""
-    port = free_port()
+def start_temporal(db: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A Temporal dev server on free ports (or ``port``, to restart one) with SQLite persistence; fails loudly if it
+    does not come up."""
+    port = port or free_port()
     process = subprocess.Popen(
         [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
          "--http-port", str(free_port()), "--metrics-port", str(free_port()),

@@ -85,6 +85,17 @@ class ScriptedLlm:
                 if behaviour.startswith("slow:"):
                     time.sleep(float(behaviour.split(":", 1)[1]))
                     behaviour = "correct"
+                if behaviour == "trickle":  # headers, then a byte a second, never finishing
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", "1000000")
+                    self.end_headers()
+                    with contextlib.suppress(OSError):
+                        for _ in range(600):
+                            self.wfile.write(b" ")
+                            self.wfile.flush()
+                            time.sleep(1.0)
+                    return
                 if behaviour == "http_500":
                     self._send(500, {"error": {"message": "scripted server error", "code": "server_error"}})
                     return
