@@ -392,6 +392,10 @@ def parser() -> argparse.ArgumentParser:
                              "versioning: its workers then take new workflow tasks)")
     current.add_argument("build_id")
     current.add_argument("--deployment", help="the deployment (default: TOLLGATE_WORKER_DEPLOYMENT)")
+    prune = sub.add_parser("prune", help="delete run artifacts older than the retention (TOLLGATE_RUN_RETENTION_DAYS, "
+                           "30): chunks, outputs, reports, reuse entries and uploads")
+    prune.add_argument("--older-than", type=float, metavar="DAYS", help="the retention for this prune")
+    prune.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
     keygen = sub.add_parser("keygen", help="print a new payload encryption key (id:base64) for TOLLGATE_PAYLOAD_KEYS; "
                             "put it first to rotate, keep the old ones after it")
     keygen.add_argument("--id", help="the key's id (default: a random one)")
@@ -486,6 +490,16 @@ async def cmd_deployment(args: argparse.Namespace, settings: Settings) -> None:
            "workflow task"])
 
 
+async def cmd_prune(args: argparse.Namespace, settings: Settings) -> None:
+    from client.prune import prune
+
+    days = args.older_than if args.older_than is not None else settings.run_retention_days
+    done = await asyncio.to_thread(prune, store_from(settings), days, args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    _emit([f"{verb} {done.files} files: {len(done.runs)} runs older than {days:g} days"
+           + (f" ({', '.join(done.runs[:10])}{', …' if len(done.runs) > 10 else ''})" if done.runs else "")])
+
+
 async def cmd_keygen(args: argparse.Namespace, settings: Settings) -> None:
     from shared.codec import new_key_entry
 
@@ -507,7 +521,7 @@ async def cmd_codec_server(args: argparse.Namespace, settings: Settings) -> None
     await asyncio.to_thread(serve_codec, keyring, args.host, args.port, token, args.origin)
 
 
-COMMANDS = {"run": cmd_run, "keygen": cmd_keygen, "set-current-build": cmd_deployment,
+COMMANDS = {"run": cmd_run, "keygen": cmd_keygen, "prune": cmd_prune, "set-current-build": cmd_deployment,
             "codec-server": cmd_codec_server, "review": cmd_review,
             "status": cmd_status, "result": cmd_result, "watch": cmd_watch,
             "trace": cmd_trace, "cancel": cmd_cancel}

@@ -55,7 +55,7 @@ async def test_structured_answer_through_agno_and_http(scripted_llm: ScriptedLlm
         ("http_429", "LlmRateLimited", False, timedelta(seconds=1)),
         ("http_500", "LlmUnavailable", False, None),
         ("http_401", "LlmRequestRejected", True, None),
-        ("slow:4", "LlmUnavailable", False, None),
+        ("slow:4", "LlmTimeout", False, None),
     ],
 )
 async def test_provider_failures_map_to_retry_behaviour(scripted_llm: ScriptedLlm, behaviour: str, error_type: str,

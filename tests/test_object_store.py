@@ -99,3 +99,23 @@ async def test_a_run_id_that_could_escape_its_keys_is_refused(tmp_path: Path) ->
         done = await tollgate_cli(env, "run", str(ARTICLE / "crm_contacts.csv"), str(ARTICLE / "crm_opportunities.csv"),
                                   "--run-id", bad)
         assert done.returncode == 2 and "is not allowed" in done.stderr, (bad, done.stderr)
+
+
+def test_prune_deletes_runs_past_the_retention_and_keeps_the_rest(tmp_path: Path) -> None:
+    import time as clock
+
+    from client.prune import prune
+
+    store = ArtifactStore(tmp_path / "store")
+    for run in ("old-run", "new-run"):
+        store.write_bytes(f"runs/{run}/report/report.md", b"r")
+        store.write_bytes(f"runs/{run}/data/contacts/chunk-00000.parquet", b"c")
+    store.write_bytes("reuse/ab/abc.json", b"{}")
+    past = clock.time() - 40 * 86_400
+    for path in [*(store.root / "runs" / "old-run").rglob("*"), store.root / "reuse" / "ab" / "abc.json"]:
+        os.utime(path, (past, past))
+    planned = prune(store, 30, dry_run=True)
+    assert planned.runs == ["old-run"] and planned.files == 3 and store.exists("runs/old-run/report/report.md")
+    done = prune(store, 30)
+    assert done.runs == ["old-run"] and not store.exists("runs/old-run/report/report.md")
+    assert store.exists("runs/new-run/report/report.md") and not store.exists("reuse/ab/abc.json")
