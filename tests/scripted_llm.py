@@ -26,6 +26,7 @@ class Request:
     attempt: int
     body: dict[str, Any]
     received: float = field(default_factory=time.monotonic)
+    answered: float = 0.0  # when the answer was sent (monotonic), 0 while in flight
 
     @property
     def prompt(self) -> str:
@@ -39,6 +40,7 @@ class ScriptedLlm:
     _counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    latency: float = 0.0  # seconds every answer takes (benchmarks: the LLM's share of a run is then known)
 
     @property
     def base_url(self) -> str:
@@ -82,6 +84,8 @@ class ScriptedLlm:
                     attempt=int(self.headers.get("X-Tollgate-Attempt", "0")), body=body,
                 )
                 behaviour = owner._behaviour(request)
+                if owner.latency:
+                    time.sleep(owner.latency)
                 if behaviour.startswith("slow:"):
                     time.sleep(float(behaviour.split(":", 1)[1]))
                     behaviour = "correct"
@@ -115,6 +119,7 @@ class ScriptedLlm:
                     "usage": {"prompt_tokens": len(request.prompt) // 4, "completion_tokens": len(content) // 4,
                               "total_tokens": (len(request.prompt) + len(content)) // 4},
                 })
+                request.answered = time.monotonic()
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
