@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen --extra local --extra dev-stack
 
-.PHONY: install test lint typecheck demo dev clean histories
+.PHONY: install test lint typecheck demo dev clean histories bench
 
 install: .venv/.installed
 
@@ -27,6 +27,10 @@ demo: install
 
 dev: install
 	$(RUN) tollgate dev
+
+# Figures, not tests: what durability and the gates cost against the model's own time (docs/benchmarks.md).
+bench: install
+	$(RUN) python -m benchmarks
 
 # Re-record the workflow histories the replay tests replay, on purpose (see tests/record_histories.py).
 histories: install

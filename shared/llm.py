@@ -140,6 +140,16 @@ def _build_model(endpoint: ModelEndpoint, settings: Settings, call: LlmCall, max
     return OpenAILike(base_url=endpoint.base_url, **common)
 
 
+def warm_up(endpoint: ModelEndpoint, settings: Settings) -> None:
+    """Pay at start-up what the first model call would pay: importing the agent framework and the provider client
+    and building a model and an agent (measured: most of a first run's overhead, docs/benchmarks.md)."""
+    from agno.agent import Agent
+    from agno.run.base import RunStatus  # noqa: F401 (imported for its cost)
+
+    model = _build_model(endpoint, settings, LlmCall("warm-up", "warm-up", 1, "warm-up"), 16)
+    Agent(name="warm-up", model=model, instructions="", telemetry=False, markdown=False)
+
+
 def _retry_after(value: str | None) -> timedelta | None:
     if value is None:
         return None

@@ -88,22 +88,20 @@ async def test_a_model_endpoint_that_streams_forever_is_cut_off_and_the_step_rec
     assert failed and "had no complete answer within 3 s" in (failed[0].body.summary or "")
 
 
-async def test_sigterm_lets_an_activity_in_flight_finish(scripted_llm: ScriptedLlm, temporal_address: str,
-                                                         run_id: str, tmp_path: Path) -> None:
-    stack = make_stack(temporal_address, scripted_llm, tmp_path)
-    try:
-        scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["slow:2", "correct"])
-        client = await connect(stack.settings)
-        handle = await start_run(client, stack.settings, CONTACTS, DEALS, run_id)
-        await until(lambda: bool(scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")))
-        [analyzer] = stack.processes["analyzer"]
+async def test_sigterm_lets_an_activity_in_flight_finish(client: Client, stack: Stack, scripted_llm: ScriptedLlm,
+                                                         run_id: str) -> None:
+    scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["slow:2", "correct"])
+    handle = await start_run(client, stack.settings, CONTACTS, DEALS, run_id)
+    await until(lambda: bool(scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")))
+    analyzers = stack.processes.pop("analyzer")
+    for analyzer in analyzers:
         analyzer.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(analyzer.wait, 10) == 0, "the analyzer did not stop within its grace period"
-        stack.processes["analyzer"].clear()
-        stack.start("analyzer")
-        result = await asyncio.wait_for(handle.result(), 60)
+    try:
+        for analyzer in analyzers:
+            assert await asyncio.to_thread(analyzer.wait, 10) == 0, "the analyzer did not stop within its grace"
     finally:
-        stack.stop()
+        stack.start("analyzer")
+    result = await asyncio.wait_for(handle.result(), 60)
     one_report(result)
     assert len(scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")) == 1, \
         "the step in flight finished during the graceful shutdown; nothing ran again"

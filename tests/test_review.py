@@ -16,7 +16,7 @@ from client.cli import start_run
 from client.review import waiting_steps
 from shared.contracts import PendingReview, RunResult
 from shared.failures import failure_reason
-from tests.harness import ARTICLE, Stack, make_stack, tollgate_cli
+from tests.harness import ARTICLE, Stack, tollgate_cli
 from tests.scripted_llm import ScriptedLlm
 from tests.test_endings import write_contacts
 from tests.test_progress import events_of
@@ -191,25 +191,18 @@ async def test_the_quarantine_policy_completes_without_the_chunk(client: Client,
 
 
 async def test_a_waiting_step_survives_the_orchestrator_being_killed(
-        temporal_address: str, scripted_llm: ScriptedLlm, run_id: str, tmp_path: Path) -> None:
-    stack = make_stack(temporal_address, scripted_llm, tmp_path, TOLLGATE_ON_SPENT="review")
-    try:
-        scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["invent_ids"])
-        from shared.temporal import connect
-
-        client = await connect(stack.settings)
-        settings = stack.settings.model_copy(update={"gate_attempts": 1})
-        handle = await start_run(client, settings, write_contacts(tmp_path / "c.csv", 2), OPPORTUNITIES, run_id)
-        await until_waiting(client, run_id, 1)
-        stack.kill("orchestrator")
-        await asyncio.sleep(1.0)
-        stack.start("orchestrator")
-        pending = await until_waiting(client, run_id, 1, within=30)  # the wait is in the history, not in memory
-        assert pending[0].step == "contacts/chunk-00000" and pending[0].attempts == 1
-        approved = await tollgate_cli(review_env(stack), "review", run_id, "contacts/chunk-00000", "--approve")
-        assert approved.returncode == 0, approved.stderr
-        result = await asyncio.wait_for(handle.result(), 60)
-        assert [r.outcome for r in result.report.reviewed] == ["approved"]
-        assert len(scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")) == 1
-    finally:
-        stack.stop()
+        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str, tmp_path: Path) -> None:
+    scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["invent_ids"])
+    settings = stack.settings.model_copy(update={"gate_attempts": 1, "on_spent": "review"})
+    handle = await start_run(client, settings, write_contacts(tmp_path / "c.csv", 2), OPPORTUNITIES, run_id)
+    await until_waiting(client, run_id, 1)
+    stack.kill("orchestrator")
+    await asyncio.sleep(1.0)
+    stack.start("orchestrator")
+    pending = await until_waiting(client, run_id, 1, within=30)  # the wait is in the history, not in memory
+    assert pending[0].step == "contacts/chunk-00000" and pending[0].attempts == 1
+    approved = await tollgate_cli(review_env(stack), "review", run_id, "contacts/chunk-00000", "--approve")
+    assert approved.returncode == 0, approved.stderr
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert [r.outcome for r in result.report.reviewed] == ["approved"]
+    assert len(scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")) == 1

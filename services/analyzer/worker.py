@@ -6,7 +6,7 @@ import asyncio
 
 from services.analyzer.activities import AnalyzerActivities
 from shared.artifacts import store_from
-from shared.llm import resolve_endpoint
+from shared.llm import resolve_endpoint, warm_up
 from shared.settings import get_settings
 from shared.temporal import configure_logging, serve
 
@@ -15,6 +15,7 @@ def main() -> None:
     configure_logging("analyzer")
     settings = get_settings()
     activities = AnalyzerActivities(store_from(settings), settings, resolve_endpoint(settings))
+    warm_up(activities.endpoint, settings)  # the first run does not pay for the imports
     asyncio.run(
         serve(
             settings,
