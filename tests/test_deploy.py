@@ -67,6 +67,7 @@ def test_compose_references_only_what_it_defines_and_scaled_workers_have_no_fixe
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
         assert env["TOLLGATE_JAEGER_URL"] == "http://localhost:16686"
         assert env["TOLLGATE_ARTIFACT_ROOT"].startswith("s3://")
+        assert env["TOLLGATE_PAYLOAD_KEYS"].startswith("${TOLLGATE_PAYLOAD_KEYS:?"), "no key, no start: required"
     assert not any("auto-setup" in str(s.get("image", "")) for s in services.values()), "a deprecated image"
     assert services["model"]["profiles"] == ["local-llm"]
     assert not re.search(r"(sk-[A-Za-z0-9]{10,}|OPENAI_API_KEY=\S)", (ROOT / "docker-compose.yml").read_text())
