@@ -98,7 +98,7 @@ def busy_seconds(requests: list[Request], start: float, end: float) -> float:
 
 
 @contextlib.contextmanager
-def stack(folder: Path, llm: ScriptedLlm, **settings: Any) -> Iterator[tuple[DevStack, Settings]]:
+def stack(folder: Path, llm: ScriptedLlm, analyzers: int = 1, **settings: Any) -> Iterator[tuple[DevStack, Settings]]:
     port = free_port()
     configured = Settings(
         temporal_address=f"127.0.0.1:{port}", temporal_ui_url=f"http://127.0.0.1:{free_port()}",
@@ -109,7 +109,8 @@ def stack(folder: Path, llm: ScriptedLlm, **settings: Any) -> Iterator[tuple[Dev
            "TOLLGATE_LLM_MODEL": "scripted", "TOLLGATE_REUSE_VALIDATED": "false",
            "TOLLGATE_MAX_CONCURRENT_ACTIVITIES": str(configured.max_concurrent_activities)}
     with open(os.devnull, "w") as quiet:
-        dev = DevStack(configured, state_dir=folder / "state", extra_env=env, out=quiet, echo=False)
+        dev = DevStack(configured, analyzers=analyzers, state_dir=folder / "state", extra_env=env, out=quiet,
+                       echo=False)
         dev.start()
         try:
             yield dev, configured.model_copy(update={"payload_key_file": Path(dev._env()["TOLLGATE_PAYLOAD_KEY_FILE"])})
@@ -179,9 +180,53 @@ async def measure(args: argparse.Namespace, folder: Path) -> list[Figure]:
                                   f"server's floor here: {bare:.0f} bare activities/s"))
             figures.append(Figure("throughput against the floor (2 activities per gated step)",
                                   2 * steps / elapsed / bare, "x", ">= 0.5x"))
+        if args.extended:
+            await extended(args, folder, llm, figures)
     finally:
         llm.stop()
     return figures
+
+
+async def extended(args: argparse.Namespace, folder: Path, llm: ScriptedLlm, figures: Figures) -> None:
+    """Worker scaling (1, 2, 4 analyzers, no model latency) and the cost of a crash (kill -9 of the analyzer in the
+    middle of a run at 0.5 s a call)."""
+    work = export(folder, 20_000, 10_000, seed=11)
+    llm.latency = 0.0
+    walls = {}
+    for analyzers in (1, 2, 4):
+        with stack(folder / f"s{analyzers}", llm, contact_chunk_size=200, opportunity_chunk_size=200,
+                   max_parallel_chunks=16, max_concurrent_activities=8, ai_review_sample=0,
+                   analyzers=analyzers) as (_dev, settings):
+            client = await connect(settings)
+            start = time.monotonic()
+            await (await start_run(client, settings, *work, f"scale-{analyzers}")).result()
+            walls[analyzers] = time.monotonic() - start
+    figures.append(Figure("worker scaling: 2 analyzers against 1 (no model latency)", walls[2] / walls[1], "x",
+                          "< 1 where the analyzer's CPU matters", f"{walls[1]:.1f} s, {walls[2]:.1f} s, "
+                          f"{walls[4]:.1f} s with 1, 2, 4 analyzers on 2 cores"))
+    llm.latency = 0.5
+    timings = {}
+    for crash in (False, True):
+        with stack(folder / f"c{crash}", llm, contact_chunk_size=200, opportunity_chunk_size=200,
+                   max_parallel_chunks=8) as (dev, settings):
+            client = await connect(settings)
+            name = f"crash-{crash}"
+            start = time.monotonic()
+            handle = await start_run(client, settings, *work, name)
+            if crash:
+                while len([r for r in llm.requests if r.run == name and r.answered]) < 40:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+                in_flight = len([r for r in llm.requests if r.run == name and not r.answered])
+                await asyncio.to_thread(dev.kill_and_restart, "analyzer")
+            await handle.result()
+            timings[crash] = time.monotonic() - start
+            asked: dict[tuple[str, str, int], int] = {}
+            for r in (r for r in llm.requests if r.run == name):
+                asked[(r.step, r.agent, r.attempt)] = asked.get((r.step, r.agent, r.attempt), 0) + 1
+            repeated = sum(n - 1 for n in asked.values())
+    figures.append(Figure("crash cost: model calls repeated after kill -9 of the analyzer", repeated, "calls",
+                          "<= calls in flight", f"{in_flight} calls were in flight; the run took "
+                          f"{timings[True]:.1f} s against {timings[False]:.1f} s without the crash"))
 
 
 def table(figures: list[Figure]) -> str:
@@ -197,6 +242,8 @@ def main() -> None:
     parser.add_argument("--throughput-contacts", type=int, default=20_000,
                         help="contacts of the no-latency throughput run (default 20,000; --large: 100,000)")
     parser.add_argument("--large", action="store_true", help="the throughput run at 100,000 / 50,000")
+    parser.add_argument("--extended", action="store_true", help="also worker scaling and the cost of a crash "
+                        "(several minutes more)")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the figures ({RESULTS.name})")
     args = parser.parse_args()
     if args.large:

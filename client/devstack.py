@@ -263,6 +263,16 @@ class DevStack:
             self.stop()
             raise
 
+    def kill_and_restart(self, name: str, timeout: float = 60.0) -> None:
+        """``kill -9`` one child and start it again (a crash, for benchmarks and drills)."""
+        child = next(c for c in self.children if c.name == name)
+        assert child.process is not None
+        child.process.kill()
+        child.process.wait(10)
+        child.seen_ready.clear()
+        self._spawn(child, self._env(), COLORS[0])
+        self._wait_healthy(child, timeout)
+
     def watch(self, stop: threading.Event) -> None:
         """Block until ``stop`` is set; a child that dies on its own stops the stack with an error."""
         while not stop.wait(0.5):
