@@ -164,6 +164,14 @@ async def measure(args: argparse.Namespace, folder: Path) -> list[Figure]:
             wall_seq, _busy, _ = await timed_run(client, sequential, llm, *mid, "mid-sequential")
             figures.append(Figure("parallelism: 4 chunks in flight vs 1", wall / wall_seq, "x", "<= 0.55x",
                                   f"{wall:.2f} s vs {wall_seq:.2f} s"))
+            # two equal branches: as many deals as contacts, one chunk each, at once against one after the other
+            equal = export(folder, 200, 200, seed=3)
+            one_chunk = settings.model_copy(update={"max_parallel_chunks": 1})
+            both, _b, _ = await timed_run(client, one_chunk, llm, *equal, "branches-parallel")
+            apart, _a, _ = await timed_run(client, one_chunk.model_copy(update={"sequential_branches": True}), llm,
+                                           *equal, "branches-sequential")
+            figures.append(Figure("parallelism: two equal branches at once vs one after the other", both / apart,
+                                  "x", "<= 0.55x", f"{both:.2f} s vs {apart:.2f} s"))
         llm.latency = 0.0
         big = export(folder, args.throughput_contacts, args.throughput_contacts // 2)
         with stack(folder / "b", llm, contact_chunk_size=200, opportunity_chunk_size=200, max_parallel_chunks=16,

@@ -80,6 +80,7 @@ def run_options(settings: Settings) -> RunOptions:
         review_timeout=timedelta(seconds=settings.review_timeout_seconds),
         reuse=settings.reuse_validated,
         keep_extra_columns=settings.keep_extra_columns,
+        sequential_branches=settings.sequential_branches,
         ingest=StepPolicy(start_to_close=ingest, schedule_to_close=ingest * 2, heartbeat=heartbeat * 3, max_attempts=3),
         analysis=StepPolicy(start_to_close=analysis, schedule_to_close=analysis * 5, heartbeat=heartbeat,
                             max_attempts=settings.activity_max_attempts),

@@ -485,6 +485,8 @@ class RunOptions(Contract):
                                       "within this is quarantined.")
     reuse: bool = Field(default=False, description="Reuse validated outputs of earlier runs over the same work.")
     keep_extra_columns: bool = False
+    sequential_branches: bool = Field(default=False, description="Run the contacts branch, then the opportunities "
+                                      "branch (a benchmark's baseline; off, they run at once).")
     ingest: StepPolicy
     analysis: StepPolicy
     validation: StepPolicy

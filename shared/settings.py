@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     reuse_validated: bool = Field(default=True, description="Reuse a step's validated output from an earlier run "
                                   "over the same rows, prompts, rules and model (no model call).")
 
+    sequential_branches: bool = Field(default=False, description="Benchmarks only: one branch after the other.")
     keep_extra_columns: bool = Field(default=False, description="Copy export columns the analysis does not use "
                                      "into the store; off, they are dropped at ingest.")
     run_retention_days: float = Field(default=30.0, gt=0, description="Run artifacts (chunks, outputs, reports) "

@@ -233,10 +233,15 @@ class CrmAnalysisWorkflow(ReviewDesk):
             BranchPlan(branch=d.branch, rows=d.rows, chunks=d.chunk_count or len(d.listed))
             for d in (ingested.contacts, ingested.opportunities)
         ], summary="; ".join(ingested.warnings) or None))
-        (contact_gates, contact_batches), (opportunity_gates, opportunity_batches) = await settle_all([
-            self._branch(request.run_id, ingested.contacts, options),
-            self._branch(request.run_id, ingested.opportunities, options),
-        ])
+        if options.sequential_branches:  # a benchmark's baseline: the same work, one branch after the other
+            contact_gates, contact_batches = await self._branch(request.run_id, ingested.contacts, options)
+            opportunity_gates, opportunity_batches = await self._branch(request.run_id, ingested.opportunities,
+                                                                        options)
+        else:
+            (contact_gates, contact_batches), (opportunity_gates, opportunity_batches) = await settle_all([
+                self._branch(request.run_id, ingested.contacts, options),
+                self._branch(request.run_id, ingested.opportunities, options),
+            ])
         listed = not self._manifests
 
         self._advance(stage="aggregation")
