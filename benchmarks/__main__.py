@@ -97,6 +97,12 @@ def busy_seconds(requests: list[Request], start: float, end: float) -> float:
     return total
 
 
+def branch_phase(requests: list[Request], run_id: str) -> float:
+    """From the first model call of either branch to the end of the last (the insights step excluded)."""
+    mine = [r for r in requests if r.run == run_id and r.step.startswith(("contacts/", "opportunities/"))]
+    return max(r.answered for r in mine) - min(r.received for r in mine)
+
+
 @contextlib.contextmanager
 def stack(folder: Path, llm: ScriptedLlm, analyzers: int = 1, **settings: Any) -> Iterator[tuple[DevStack, Settings]]:
     port = free_port()
@@ -170,8 +176,12 @@ async def measure(args: argparse.Namespace, folder: Path) -> list[Figure]:
             both, _b, _ = await timed_run(client, one_chunk, llm, *equal, "branches-parallel")
             apart, _a, _ = await timed_run(client, one_chunk.model_copy(update={"sequential_branches": True}), llm,
                                            *equal, "branches-sequential")
-            figures.append(Figure("parallelism: two equal branches at once vs one after the other", both / apart,
-                                  "x", "<= 0.55x", f"{both:.2f} s vs {apart:.2f} s"))
+            phase = {name: branch_phase(llm.requests, name) for name in ("branches-parallel", "branches-sequential")}
+            figures.append(Figure("parallelism: two equal branches at once vs one after the other (branch phase)",
+                                  phase["branches-parallel"] / phase["branches-sequential"], "x", "<= 0.55x",
+                                  f"{phase['branches-parallel']:.2f} s vs {phase['branches-sequential']:.2f} s from "
+                                  f"the first branch call to the last; whole runs {both:.2f} s vs {apart:.2f} s, "
+                                  "both with the same insights step"))
         llm.latency = 0.0
         big = export(folder, args.throughput_contacts, args.throughput_contacts // 2)
         with stack(folder / "b", llm, contact_chunk_size=200, opportunity_chunk_size=200, max_parallel_chunks=16,
