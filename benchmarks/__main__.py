@@ -97,6 +97,15 @@ def busy_seconds(requests: list[Request], start: float, end: float) -> float:
     return total
 
 
+def peak_mb(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), in MB; 0 where /proc does not say."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def branch_phase(requests: list[Request], run_id: str) -> float:
     """From the first model call of either branch to the end of the last (the insights step excluded)."""
     mine = [r for r in requests if r.run == run_id and r.step.startswith(("contacts/", "opportunities/"))]
@@ -185,7 +194,7 @@ async def measure(args: argparse.Namespace, folder: Path) -> list[Figure]:
         llm.latency = 0.0
         big = export(folder, args.throughput_contacts, args.throughput_contacts // 2)
         with stack(folder / "b", llm, contact_chunk_size=200, opportunity_chunk_size=200, max_parallel_chunks=16,
-                   max_concurrent_activities=16, ai_review_sample=0) as (_dev, settings):
+                   max_concurrent_activities=16, ai_review_sample=0) as (dev, settings):
             client = await connect(settings)
             steps = -(-args.throughput_contacts // 200) + -(-(args.throughput_contacts // 2) // 200) + 1
             start = time.monotonic()
@@ -198,6 +207,9 @@ async def measure(args: argparse.Namespace, folder: Path) -> list[Figure]:
                                   f"server's floor here: {bare:.0f} bare activities/s"))
             figures.append(Figure("throughput against the floor (2 activities per gated step)",
                                   2 * steps / elapsed / bare, "x", ">= 0.5x"))
+            peaks = {c.name: peak_mb(c.process.pid) for c in dev.children if c.process is not None}
+            figures.append(Figure("peak memory of the largest process in that run", max(peaks.values()), "MB",
+                                  "< 500 MB each", ", ".join(f"{name} {mb:.0f}" for name, mb in peaks.items())))
         if args.extended:
             await extended(args, folder, llm, figures)
     finally:
