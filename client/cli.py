@@ -462,12 +462,12 @@ async def cmd_review(args: argparse.Namespace, settings: Settings) -> None:
     store = store_from(settings)
     try:
         if args.export:
-            written = review_cli.export(store, waiting, Path(args.export))
+            written = await asyncio.to_thread(review_cli.export, store, waiting, Path(args.export))
             _emit([f"wrote the last output of {args.step} ({written} records) to {args.export}; edit it and send it "
                    f"with: tollgate review {args.run_id} {args.step} --correct {args.export}"])
             return
         if not actions:
-            review_cli.show(store, waiting, console)
+            await asyncio.to_thread(review_cli.show, store, waiting, console)
             return
         receipt = await review_cli.decide(client, store, waiting, actions[0], review_cli.reviewer_name(args.reviewer),
                                           args.note or "", Path(args.correct) if args.correct else None)

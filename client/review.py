@@ -76,10 +76,13 @@ async def waiting_steps(client: Client, run_id: str | None = None) -> list[Pendi
     return sorted(found, key=lambda p: p.since)
 
 
-def _age(since: datetime) -> str:
-    seconds = int((datetime.now(UTC) - since).total_seconds())
+def _duration(seconds: int) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min" if seconds >= 3600 else (
         f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s")
+
+
+def _age(since: datetime) -> str:
+    return _duration(int((datetime.now(UTC) - since).total_seconds()))
 
 
 def listing(pending: Sequence[PendingReview], console: Console) -> None:
@@ -99,7 +102,7 @@ def listing(pending: Sequence[PendingReview], console: Console) -> None:
 
 def _age_until(deadline: datetime) -> str:
     seconds = int((deadline - datetime.now(UTC)).total_seconds())
-    return "due now" if seconds <= 0 else _age(datetime.now(UTC) - (deadline - datetime.now(UTC)))
+    return "due now" if seconds <= 0 else _duration(seconds)
 
 
 def output_type(step: str) -> type[Output]:

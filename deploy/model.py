@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.artifacts import file_sha256
 from shared.settings import LocalModel, Settings, get_settings
 
 log = logging.getLogger("tollgate.model")
@@ -81,14 +82,6 @@ def cache_dir(settings: Settings) -> Path:
     return Path(base) / "tollgate" / "models"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _marker(path: Path) -> Path:
     return path.with_name(path.name + ".verified")
 
@@ -131,7 +124,7 @@ def ensure_model(spec: ModelSpec, directory: Path, parts: Sequence[Path] | None 
     if target.exists():
         if marker.exists() and marker.read_text() == _stamp(target):
             return target
-        if _sha256(target) == spec.sha256:
+        if file_sha256(target) == spec.sha256:
             marker.write_text(_stamp(target))
             return target
         log.warning("cached %s does not match the official sha256: removed, assembling it again", target)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
@@ -52,7 +53,11 @@ class Keyring:
         if key is None:
             raise KeyringError(f"no key {key_id!r} in the keyring (it has {', '.join(sorted(self.keys))}); a payload "
                             "sealed with a retired key needs that key kept in TOLLGATE_PAYLOAD_KEYS")
-        return AESGCM(key).decrypt(sealed[:NONCE], sealed[NONCE:], context or None)
+        try:
+            return AESGCM(key).decrypt(sealed[:NONCE], sealed[NONCE:], context or None)
+        except InvalidTag:
+            raise KeyringError(f"key {key_id!r} does not open this payload: a different key under the same id, or "
+                               "the data was altered") from None
 
 
 def parse_keyring(text: str) -> Keyring:

@@ -3,9 +3,17 @@ to compute from. One place, so the report, the CLI and the prompts agree."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from shared.contracts import Fact
+
+
+def share_pct(part: Decimal | int, whole: Decimal | int) -> Decimal | None:
+    """part / whole as a percentage with one decimal, rounded half up (as people round); None when whole is 0. The
+    one rule for every share: the facts, the fact catalogue and the report's coverage agree to the digit."""
+    if not whole:
+        return None
+    return (Decimal(100) * Decimal(part) / Decimal(whole)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
 
 
 def money(value: Decimal | None) -> str:

@@ -37,6 +37,9 @@ async def test_payloads_are_sealed_and_a_rotated_keyring_still_opens_old_ones() 
     assert resealed[0].metadata["encryption-key-id"] == b"k2"
     with pytest.raises(KeyringError, match="no key 'k2'"):
         await EncryptionCodec(old).decode(resealed)
+    impostor = parse_keyring(key("k1"))  # another key under the same id: refused with a reason, not a crash
+    with pytest.raises(KeyringError, match="does not open this payload"):
+        await EncryptionCodec(impostor).decode(sealed)
     with pytest.raises(KeyringError, match="32"):
         parse_keyring("short:" + base64.b64encode(b"x" * 16).decode())
 

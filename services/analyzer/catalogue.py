@@ -9,11 +9,12 @@ from the grouping keys of ``shared.taxonomy``, so the same company or stage has 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 import polars as pl
 
 from shared.contracts import EntityKind, Fact, FactCatalogue, Facts, FactUnit, NamedEntity
+from shared.figures import share_pct
 from shared.taxonomy import OPEN_STAGES, company_key, stage_key, stage_name, text_key
 
 RANKED = 3  # places kept per ranking
@@ -31,8 +32,8 @@ def _share(fact_id: str, label: str, part: Fact | None, whole: Fact | None, kind
            entity: str | None = None) -> Fact | None:
     if part is None or whole is None or not whole.value:
         return None
-    value = (100 * part.value / whole.value).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-    return _fact(fact_id, label, value, "percent", kind, entity, (part.id, whole.id))
+    return _fact(fact_id, label, share_pct(part.value, whole.value), "percent", kind, entity,
+                 (part.id, whole.id))
 
 
 def _money(value: object) -> Decimal:

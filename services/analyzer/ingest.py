@@ -38,6 +38,7 @@ from shared.contracts import (
     StageItem,
 )
 from shared.datasets import CONTACT_COLUMNS, OPPORTUNITY_COLUMNS, chunk_key, read_frame, scan_chunks, write_chunk
+from shared.figures import share_pct
 from shared.taxonomy import company_key, stage_key, stage_name, title_key
 
 WON_STAGE = "closed won"
@@ -339,10 +340,6 @@ def contact_facts(store: ArtifactStore, dataset: DatasetRef) -> ContactFacts:
     )
 
 
-def _percent(part: Decimal, whole: Decimal) -> Decimal | None:
-    return (100 * part / whole).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP) if whole else None
-
-
 def _money_sum(frame: pl.DataFrame) -> Decimal:
     total = frame.get_column("amount").sum()
     return Decimal(total).quantize(CENT) if total is not None else Decimal("0.00")
@@ -376,8 +373,8 @@ def opportunity_facts(store: ArtifactStore, dataset: DatasetRef) -> OpportunityF
         won_value=won_value,
         lost_count=lost.height,
         lost_value=lost_value,
-        win_rate_by_value_pct=_percent(won_value, won_value + lost_value),
-        win_rate_by_count_pct=_percent(Decimal(won.height), Decimal(won.height + lost.height)),
+        win_rate_by_value_pct=share_pct(won_value, won_value + lost_value),
+        win_rate_by_count_pct=share_pct(Decimal(won.height), Decimal(won.height + lost.height)),
         average_deal_value=(total / frame.height).quantize(CENT, rounding=ROUND_HALF_UP) if frame.height else None,
         stage_breakdown=breakdown,
         stage_spelling_variants=sum(bool(item.spellings) for item in breakdown),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from decimal import ROUND_HALF_UP, Decimal
 
 from temporalio import activity
 
@@ -34,7 +33,7 @@ from shared.contracts import (
     gate_manifest_key,
 )
 from shared.datasets import read_contacts, read_opportunities
-from shared.figures import count, fact_value, money, percent
+from shared.figures import count, fact_value, money, percent, share_pct
 from shared.manifests import read_gates
 
 TABLE_ROWS = 50
@@ -164,10 +163,6 @@ def _no_insights(gate: GateRecord) -> str:
             + ". The facts and validated enrichments above stand; no insight was validated.")
 
 
-def percent_of(part: int, whole: int) -> Decimal | None:
-    return None if whole == 0 else (Decimal(100 * part) / whole).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-
-
 class ReportActivities:
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
@@ -219,7 +214,7 @@ class ReportActivities:
                     for branch in ("contacts", "opportunities")}
         coverage = [
             Coverage(branch=branch, rows=rows, covered=rows - left_out[branch],
-                     share_pct=percent_of(rows - left_out[branch], rows))
+                     share_pct=share_pct(rows - left_out[branch], rows))
             for branch, rows in (("contacts", request.facts.contacts.total_contacts),
                                  ("opportunities", request.facts.opportunities.total_opportunities))
         ]
