@@ -64,6 +64,12 @@ class ProgressEvent(Contract):
     body: EventBody = EventBody()
 
 
+class ProgressBatch(Contract):
+    """Events the workflow publishes together, in order (a verdict and the step's success or retry)."""
+
+    events: list[ProgressEvent] = Field(min_length=1, max_length=16)
+
+
 def seal_event(keyring: Keyring, event: ProgressEvent) -> ProgressEvent:
     """The event with its free text (reasons, summary) sealed; counts, kinds, steps and ids stay readable."""
     body = event.body

@@ -13,6 +13,7 @@ VALIDATE_INSIGHTS: Final = "validate_insights"
 WRITE_REPORT: Final = "write_report"
 RECORD_BATCH: Final = "record_batch"
 PUBLISH_PROGRESS: Final = "publish_progress"
+PUBLISH_PROGRESS_MANY: Final = "publish_progress_many"
 
 WORKFLOW: Final = "CrmAnalysisWorkflow"
 BATCH_WORKFLOW: Final = "ChunkBatchWorkflow"

@@ -15,6 +15,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Literal, get_args
 
 from shared.contracts import Department, RiskLevel, Seniority
@@ -26,6 +27,7 @@ FUNCTIONS: frozenset[Department] = frozenset(ALL_DEPARTMENTS) - {"unknown", "exe
 # --- grouping keys -----------------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65_536)
 def text_key(value: str) -> str:
     """Unicode-normalised, case-folded, whitespace collapsed: 'Acme  Corp' and 'acme corp' are one key."""
     return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
@@ -44,6 +46,7 @@ _ABBREVIATIONS = {
 }
 
 
+@lru_cache(maxsize=65_536)
 def title_key(title: str) -> str:
     """How titles are grouped: case-folded, punctuation to spaces ('-' inside a word kept), abbreviations spelt
     out (Sr. -> senior, VP -> vice president, Eng -> engineering …), whitespace collapsed."""
@@ -127,6 +130,9 @@ def describe(values: frozenset[str] | frozenset[bool]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
+# An export repeats a few hundred titles over its rows: each is read once (the rule is immutable, so sharing it is
+# safe). The same holds for stages.
+@lru_cache(maxsize=65_536)
 def title_rule(title: str) -> TitleRule:
     """What a title allows. Seniority: a title without a rank word is mid (an experienced professional); an
     entry-level word (Assistant, Associate, Coordinator, Representative …) makes it junior or mid; a manager is mid
@@ -193,6 +199,7 @@ _STAGE_ALIASES: dict[str, Stage] = {
 OPEN_STAGES: tuple[Stage, ...] = ("prospecting", "qualification", "proposal", "negotiation")
 
 
+@lru_cache(maxsize=4_096)
 def stage_key(stage: str) -> str:
     """How stages are grouped: the canonical stage for a known spelling ('closed won', 'Closed-Won' and 'won' are
     'closed won'), else the text key of what was written."""

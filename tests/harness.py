@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from client.devstack import TEMPORAL_DEV_TUNING
 from shared.settings import Settings
 from tests.scripted_llm import ScriptedLlm
 
@@ -64,8 +65,7 @@ def start_temporal(db: Path, port: int | None = None) -> tuple[subprocess.Popen[
     process = subprocess.Popen(
         [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
          "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-         "--db-filename", str(db), "--log-level", "error",
-         "--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"],
+         "--db-filename", str(db), "--log-level", "error", *TEMPORAL_DEV_TUNING],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
@@ -59,27 +60,34 @@ def spent_steps_named(reason: str) -> set[str]:
     return set(re.findall(r"step ((?:contacts|opportunities)/chunk-\d{5}) was rejected 2 times", reason))
 
 
-async def run_to_failure(client: Client, stack: Stack, run_id: str, contacts: Path) -> tuple[str, list[ProgressEvent]]:
+async def run_to_failure(client: Client, stack: Stack, run_id: str, contacts: Path, chunks_per_batch: int = 50
+                         ) -> tuple[str, list[ProgressEvent]]:
     settings = stack.settings.model_copy(update={
         "contact_chunk_size": 1, "opportunity_chunk_size": 1, "max_parallel_chunks": 15, "gate_attempts": 2,
-        "chunks_per_batch": 50})
+        "chunks_per_batch": chunks_per_batch})
     live = asyncio.ensure_future(events_of(settings.redis_url, run_id, within=60))
     started = time.monotonic()
     handle = await start_run(client, settings, contacts, OPPORTUNITIES, run_id)
     reason = await ended_reason(handle, within=60)
     assert time.monotonic() - started < 60
-    # every fan-out settled before it failed: no workflow task was rejected anywhere
-    for workflow_id in (run_id, f"{run_id}.contacts.batch-0000", f"{run_id}.opportunities.batch-0000"):
+    # every fan-out settled before it failed: no workflow task was rejected anywhere; a branch stops at its first
+    # failed batch, so each branch started one child
+    workflows = [w.id async for w in client.list_workflows(f"WorkflowId STARTS_WITH '{run_id}'")]
+    assert sorted(workflows) == [run_id, f"{run_id}.contacts.batch-0000", f"{run_id}.opportunities.batch-0000"]
+    for workflow_id in workflows:
         assert await workflow_task_failures(client, workflow_id) == [], workflow_id
     events = await live
     assert events[-1].kind == "run_failed" and events[-1].body.summary == reason[:2000]
     return reason, events
 
 
+@pytest.mark.parametrize("chunks_per_batch", [50, 5], ids=["one-batch", "first-of-three-batches"])
 async def test_every_chunk_of_a_batch_spending_its_budget_at_once_ends_the_run(
-        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str, tmp_path: Path) -> None:
+        client: Client, stack: Stack, scripted_llm: ScriptedLlm, run_id: str, tmp_path: Path,
+        chunks_per_batch: int) -> None:
     scripted_llm.script(run_id, "*", "contact-enricher", ["invent_ids"])
-    reason, events = await run_to_failure(client, stack, run_id, write_contacts(tmp_path / "c.csv", 15))
+    reason, events = await run_to_failure(client, stack, run_id, write_contacts(tmp_path / "c.csv", 15),
+                                          chunks_per_batch)
 
     # The first step to spend its budget cancels the siblings still in flight; every step the error names did
     # spend its budget. A progress event is published at least once (a workflow task the server turned away may

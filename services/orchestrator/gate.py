@@ -49,6 +49,10 @@ class GateEvents(Protocol):
     async def retrying(self, attempt: int, feedback: list[FailedCheck]) -> None: ...
     async def succeeded(self, attempt: int) -> None: ...
     async def failed(self, attempt: int, verdict: GateVerdict) -> None: ...
+    async def passed(self, verdict: GateVerdict, attempt: int) -> None:
+        """The verdict, then the step's success."""
+    async def rejected(self, verdict: GateVerdict, next_attempt: int, feedback: list[FailedCheck]) -> None:
+        """The verdict, then the retry that follows it."""
 
 # Failures that no retry of the same activity can fix: Temporal gives up on them at once.
 NON_RETRYABLE = ["BadInput", "LlmRequestRejected", "GateBudgetSpent", "StepFailed", "TokenBudgetSpent",
@@ -58,27 +62,40 @@ KEPT_REASONS = 5  # reasons per rejection kept in the run's history and report
 
 
 async def run_step(activity: str, argument: BaseModel, result_type: type[R], policy: StepPolicy,
-                   task_queue: str, step: str) -> R:
+                   task_queue: str, step: str, *, local: bool = False) -> R:
     """Run one activity under its step class's timeouts and retry policy; its result is checkpointed.
 
+    ``local``: an activity of the orchestrator's own, run by the worker that runs the workflow (a local activity:
+    no task-queue round trip, no workflow task of its own; its result is checkpointed as a marker).
     When Temporal gives up on it, the error names the step, the activity and the limit it hit."""
+    retry_policy = RetryPolicy(
+        initial_interval=policy.initial_retry,
+        backoff_coefficient=2.0,
+        maximum_interval=max(policy.max_retry_interval, policy.initial_retry),
+        maximum_attempts=policy.max_attempts,
+        non_retryable_error_types=NON_RETRYABLE,
+    )
     try:
-        result = await workflow.execute_activity(
-            activity,
-            argument,
-            result_type=result_type,
-            task_queue=task_queue,
-            start_to_close_timeout=policy.start_to_close,
-            schedule_to_close_timeout=policy.schedule_to_close,
-            heartbeat_timeout=policy.heartbeat,
-            retry_policy=RetryPolicy(
-                initial_interval=policy.initial_retry,
-                backoff_coefficient=2.0,
-                maximum_interval=max(policy.max_retry_interval, policy.initial_retry),
-                maximum_attempts=policy.max_attempts,
-                non_retryable_error_types=NON_RETRYABLE,
-            ),
-        )
+        if local:
+            result = await workflow.execute_local_activity(
+                activity,
+                argument,
+                result_type=result_type,
+                start_to_close_timeout=policy.start_to_close,
+                schedule_to_close_timeout=policy.schedule_to_close,
+                retry_policy=retry_policy,
+            )
+        else:
+            result = await workflow.execute_activity(
+                activity,
+                argument,
+                result_type=result_type,
+                task_queue=task_queue,
+                start_to_close_timeout=policy.start_to_close,
+                schedule_to_close_timeout=policy.schedule_to_close,
+                heartbeat_timeout=policy.heartbeat,
+                retry_policy=retry_policy,
+            )
     except ActivityError as error:
         if is_cancelled_exception(error):
             raise
@@ -197,8 +214,7 @@ async def run_gated_step(
             usage = usage + output.usage + verdict.usage
             if verdict.passed:
                 if events:
-                    await events.verdict(verdict)
-                    await events.succeeded(attempt)
+                    await events.passed(verdict, attempt)
                 return GateRecord(step=step, attempts=attempt, passed=True, accepted_output=output.output,
                                   rejections=rejections, usage=usage, reviews=reviews)
             rejections.append(_trimmed(verdict))
@@ -206,8 +222,7 @@ async def run_gated_step(
             workflow.logger.info("gate rejected %s attempt %d (%s layer, %d checks failed)", step, attempt,
                                  verdict.layer, verdict.failed_total)
             if events and attempt < first + budget - 1:
-                await events.verdict(verdict)
-                await events.retrying(attempt + 1, feedback)
+                await events.rejected(verdict, attempt + 1, feedback)
             elif events:
                 await _even_if_cancelled(partial(events.verdict, verdict), partial(events.failed, attempt, verdict))
         assert output is not None and verdict is not None

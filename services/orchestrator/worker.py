@@ -25,7 +25,8 @@ async def run(settings: Settings) -> None:
             settings,
             task_queue=settings.orchestrator_queue,
             workflows=[CrmAnalysisWorkflow, ChunkBatchWorkflow],
-            activities=[report.write_report, report.record_batch, progress.publish_progress],
+            activities=[report.write_report, report.record_batch, progress.publish_progress,
+                        progress.publish_progress_many],
         )
     finally:
         await publisher.close()

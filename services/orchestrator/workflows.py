@@ -42,10 +42,15 @@ with workflow.unsafe.imports_passed_through():
         StepOutput,
         ValidationTask,
     )
-    from shared.events import BranchPlan, EventBody, EventKind, ProgressEvent
+    from shared.events import BranchPlan, EventBody, EventKind, ProgressBatch, ProgressEvent
     from shared.failures import failure_reason
 
 GATE_MANIFESTS = "gate-manifests"  # workflow.patched id: gate records in the store, not in payloads
+# workflow.patched id: fewer hand-offs between steps (docs/benchmarks.md). The orchestrator's own activities
+# (record_batch, the report) are local activities, and a verdict is announced with what follows it in one local
+# activity. (A branch of one batch stays a child workflow: gated in the run itself, a failing fan-out's late
+# activity results reach the run while it fails, and its run_failed event could name fewer steps than its failure.)
+LEAN = "lean-hand-offs"
 ANALYZE = {"contacts": steps.ENRICH_CONTACTS, "opportunities": steps.ASSESS_OPPORTUNITIES}
 VALIDATE = {"contacts": steps.VALIDATE_CONTACTS, "opportunities": steps.VALIDATE_OPPORTUNITIES}
 
@@ -54,19 +59,34 @@ def chunk_step(branch: Branch, index: int) -> str:
     return f"{branch}/chunk-{index:05d}"
 
 
-async def announce(run_id: str, kind: EventKind, step: str = "", attempt: int = 0, branch: Branch | None = None,
-                   body: EventBody | None = None) -> int:
-    """Publish one progress event (a local activity: I/O stays out of workflow code); returns events lost so far.
-
-    The id is made of what the history fixes (run, kind, step, attempt), so a replay announces the same id."""
-    event = ProgressEvent(
+def progress_event(run_id: str, kind: EventKind, step: str = "", attempt: int = 0, branch: Branch | None = None,
+                   body: EventBody | None = None) -> ProgressEvent:
+    """One progress event. Its id is made of what the history fixes (run, kind, step, attempt), so a replay
+    announces the same id."""
+    return ProgressEvent(
         event_id=f"{run_id}:{kind}:{step}:{attempt}", run_id=run_id, kind=kind, step=step, attempt=attempt,
         branch=branch, at=workflow.now(), body=body or EventBody(),
     )
-    lost = await workflow.execute_local_activity(
-        steps.PUBLISH_PROGRESS, event, result_type=int, start_to_close_timeout=timedelta(seconds=10),
-        retry_policy=RetryPolicy(maximum_attempts=3),
-    )
+
+
+async def announce(run_id: str, kind: EventKind, step: str = "", attempt: int = 0, branch: Branch | None = None,
+                   body: EventBody | None = None) -> int:
+    """Publish one progress event (a local activity: I/O stays out of workflow code); returns events lost so far."""
+    return await publish(progress_event(run_id, kind, step, attempt, branch, body))
+
+
+async def publish(*events: ProgressEvent) -> int:
+    """Publish events in order with one local activity; returns events lost so far."""
+    if len(events) == 1:
+        lost = await workflow.execute_local_activity(
+            steps.PUBLISH_PROGRESS, events[0], result_type=int, start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+    else:
+        lost = await workflow.execute_local_activity(
+            steps.PUBLISH_PROGRESS_MANY, ProgressBatch(events=list(events)), result_type=int,
+            start_to_close_timeout=timedelta(seconds=10), retry_policy=RetryPolicy(maximum_attempts=3),
+        )
     return int(lost)
 
 
@@ -91,21 +111,27 @@ def spent_handler(desk: ReviewDesk, run_id: str, options: RunOptions, branch: Br
 
 
 class StepAnnouncer:
-    """A gate's transitions as progress events."""
+    """A gate's transitions as progress events; ``lean``: a verdict and what follows it in one local activity."""
 
-    def __init__(self, run_id: str, step: str, branch: Branch | None) -> None:
-        self.run_id, self.step, self.branch = run_id, step, branch
+    def __init__(self, run_id: str, step: str, branch: Branch | None, lean: bool = False) -> None:
+        self.run_id, self.step, self.branch, self.lean = run_id, step, branch, lean
+
+    def _event(self, kind: EventKind, attempt: int, body: EventBody | None = None) -> ProgressEvent:
+        return progress_event(self.run_id, kind, self.step, attempt, self.branch, body)
 
     async def _say(self, kind: EventKind, attempt: int, body: EventBody | None = None) -> None:
-        await announce(self.run_id, kind, self.step, attempt, self.branch, body)
+        await publish(self._event(kind, attempt, body))
+
+    @staticmethod
+    def _verdict_body(verdict: GateVerdict) -> EventBody:
+        return EventBody(passed=verdict.passed, layer=verdict.layer,
+                         reasons=[c.reason for c in verdict.failed_checks[:12]], usage=verdict.usage)
 
     async def started(self, attempt: int) -> None:
         await self._say("step_started", attempt)
 
     async def verdict(self, verdict: GateVerdict) -> None:
-        await self._say("gate_verdict", verdict.attempt, EventBody(
-            passed=verdict.passed, layer=verdict.layer,
-            reasons=[c.reason for c in verdict.failed_checks[:12]], usage=verdict.usage))
+        await self._say("gate_verdict", verdict.attempt, self._verdict_body(verdict))
 
     async def retrying(self, attempt: int, feedback: list[FailedCheck]) -> None:
         await self._say("retry_with_feedback", attempt, EventBody(reasons=[c.reason for c in feedback[:12]]))
@@ -116,6 +142,63 @@ class StepAnnouncer:
     async def failed(self, attempt: int, verdict: GateVerdict) -> None:
         await self._say("step_failed", attempt, EventBody(
             layer=verdict.layer, reasons=[c.reason for c in verdict.failed_checks[:12]]))
+
+    async def passed(self, verdict: GateVerdict, attempt: int) -> None:
+        if not self.lean:
+            await self.verdict(verdict)
+            await self.succeeded(attempt)
+            return
+        await publish(self._event("gate_verdict", verdict.attempt, self._verdict_body(verdict)),
+                      self._event("step_succeeded", attempt))
+
+    async def rejected(self, verdict: GateVerdict, next_attempt: int, feedback: list[FailedCheck]) -> None:
+        if not self.lean:
+            await self.verdict(verdict)
+            await self.retrying(next_attempt, feedback)
+            return
+        await publish(self._event("gate_verdict", verdict.attempt, self._verdict_body(verdict)),
+                      self._event("retry_with_feedback", next_attempt,
+                                  EventBody(reasons=[c.reason for c in feedback[:12]])))
+
+
+async def gate_batch(desk: ReviewDesk, request: BatchRequest, lean: bool) -> BatchResult:
+    """Gate a batch of chunks of one branch, at most ``max_parallel_chunks`` at a time; a chunk whose budget is
+    spent waits at ``desk`` for its review while the others go on."""
+    options = request.options
+    slots = asyncio.Semaphore(options.max_parallel_chunks)
+    spent = 0
+
+    async def gate_chunk(index: int, chunk: ArtifactRef) -> GateRecord:
+        step = chunk_step(request.branch, index)
+
+        async def analyze(attempt: int, feedback: list[FailedCheck]) -> StepOutput:
+            task = ChunkTask(run_id=request.run_id, step=step, branch=request.branch, chunk=chunk,
+                             attempt=attempt, feedback=feedback, reuse=options.reuse)
+            return await run_step(
+                ANALYZE[request.branch], task, StepOutput, options.analysis, options.analyzer_queue, step,
+            )
+
+        async def validate(output: StepOutput, ai: bool) -> GateVerdict:
+            task = ValidationTask(run_id=request.run_id, step=step, attempt=output.attempt, output=output,
+                                  ai_review_sample=options.ai_review_sample if ai else 0, chunk=chunk)
+            return await run_step(
+                VALIDATE[request.branch], task, GateVerdict, options.validation, options.validator_queue, step,
+            )
+
+        nonlocal spent
+        async with slots:
+            if request.token_allowance and spent >= request.token_allowance:
+                raise budget_spent(request.run_id, step, spent, request.token_allowance)
+            record = await run_gated_step(step, options.gate_attempts, analyze, validate,
+                                          StepAnnouncer(request.run_id, step, request.branch, lean),
+                                          spent_handler(desk, request.run_id, options, request.branch, chunk))
+            spent += record.usage.tokens
+            return record.model_copy(update={"chunk": chunk}) if record.outcome == "quarantined" else record
+
+    gates = await settle_all(
+        [gate_chunk(request.first_index + offset, chunk) for offset, chunk in enumerate(request.chunks)]
+    )
+    return BatchResult(gates=gates)
 
 
 # Both workflow types are auto-upgrade (the versioned worker's default, shared/temporal.deployment_config; a
@@ -132,41 +215,7 @@ class ChunkBatchWorkflow(ReviewDesk):
 
     @workflow.run
     async def run(self, request: BatchRequest) -> BatchResult:
-        options = request.options
-        slots = asyncio.Semaphore(options.max_parallel_chunks)
-        spent = 0
-
-        async def gate_chunk(index: int, chunk: ArtifactRef) -> GateRecord:
-            step = chunk_step(request.branch, index)
-
-            async def analyze(attempt: int, feedback: list[FailedCheck]) -> StepOutput:
-                task = ChunkTask(run_id=request.run_id, step=step, branch=request.branch, chunk=chunk,
-                                 attempt=attempt, feedback=feedback, reuse=options.reuse)
-                return await run_step(
-                    ANALYZE[request.branch], task, StepOutput, options.analysis, options.analyzer_queue, step,
-                )
-
-            async def validate(output: StepOutput, ai: bool) -> GateVerdict:
-                task = ValidationTask(run_id=request.run_id, step=step, attempt=output.attempt, output=output,
-                                      ai_review_sample=options.ai_review_sample if ai else 0, chunk=chunk)
-                return await run_step(
-                    VALIDATE[request.branch], task, GateVerdict, options.validation, options.validator_queue, step,
-                )
-
-            nonlocal spent
-            async with slots:
-                if request.token_allowance and spent >= request.token_allowance:
-                    raise budget_spent(request.run_id, step, spent, request.token_allowance)
-                record = await run_gated_step(step, options.gate_attempts, analyze, validate,
-                                              StepAnnouncer(request.run_id, step, request.branch),
-                                              spent_handler(self, request.run_id, options, request.branch, chunk))
-                spent += record.usage.tokens
-                return record.model_copy(update={"chunk": chunk}) if record.outcome == "quarantined" else record
-
-        gates = await settle_all(
-            [gate_chunk(request.first_index + offset, chunk) for offset, chunk in enumerate(request.chunks)]
-        )
-        return BatchResult(gates=gates)
+        return await gate_batch(self, request, lean=workflow.patched(LEAN))
 
 
 @workflow.defn(name=steps.WORKFLOW)
@@ -178,6 +227,7 @@ class CrmAnalysisWorkflow(ReviewDesk):
         self._progress = RunProgress(stage="starting")
         self._tokens = 0
         self._manifests = False
+        self._lean = False
 
     @workflow.query
     def progress(self) -> RunProgress:
@@ -188,6 +238,7 @@ class CrmAnalysisWorkflow(ReviewDesk):
 
     @workflow.run
     async def run(self, request: RunRequest) -> RunResult:
+        self._lean = workflow.patched(LEAN)
         await announce(request.run_id, "run_started")
         try:
             result = await self._run(request)
@@ -277,7 +328,7 @@ class CrmAnalysisWorkflow(ReviewDesk):
         if options.token_budget and self._tokens >= options.token_budget:
             raise budget_spent(request.run_id, "insights", self._tokens, options.token_budget)
         insights_gate = await run_gated_step("insights", options.gate_attempts, analyze, validate,
-                                             StepAnnouncer(request.run_id, "insights", None),
+                                             StepAnnouncer(request.run_id, "insights", None, self._lean),
                                              spent_handler(self, request.run_id, options, None))
 
         self._advance(stage="report")
@@ -288,7 +339,7 @@ class CrmAnalysisWorkflow(ReviewDesk):
                           opportunity_gates=opportunity_gates if listed else [], contact_batches=contact_batches,
                           opportunity_batches=opportunity_batches, insights_gate=insights_gate,
                           input_warnings=ingested.warnings),
-            RunResult, options.validation, options.orchestrator_queue, "report",
+            RunResult, options.validation, options.orchestrator_queue, "report", local=self._lean,
         )
         self._advance(stage="completed")
         return result
@@ -308,25 +359,29 @@ class CrmAnalysisWorkflow(ReviewDesk):
                     raise budget_spent(run_id, f"{dataset.branch} batch {number}", self._tokens, options.token_budget)
             batch = BatchRequest(run_id=run_id, branch=dataset.branch, chunks=dataset.chunks[start:start + size],
                                  first_index=start, options=options, token_allowance=allowance)
-            try:
-                result: BatchResult = await workflow.execute_child_workflow(
-                    steps.BATCH_WORKFLOW, batch, result_type=BatchResult,
-                    id=f"{run_id}.{dataset.branch}.batch-{number:04d}",
-                    task_queue=options.orchestrator_queue,
-                )
-            except ChildWorkflowError as error:
-                cause = error.cause
-                if isinstance(cause, ApplicationError):
-                    raise ApplicationError(cause.message, *cause.details, type=cause.type,
-                                           non_retryable=True) from error
-                raise
+            result = await self._child_batch(batch, number)
             self._tokens += sum(gate.usage.tokens for gate in result.gates)
             if self._manifests:
                 await run_step(steps.RECORD_BATCH, BatchRecord(run_id=run_id, branch=dataset.branch, number=number,
                                                                 gates=result.gates),
                                ArtifactRef, options.validation, options.orchestrator_queue,
-                               f"{dataset.branch} batch {number}")
+                               f"{dataset.branch} batch {number}", local=self._lean)
                 recorded += 1
             else:
                 gates.extend(result.gates)
         return gates, recorded
+
+    async def _child_batch(self, batch: BatchRequest, number: int) -> BatchResult:
+        """A batch as a child workflow, whose failure the run reports as its own."""
+        options = batch.options
+        try:
+            result: BatchResult = await workflow.execute_child_workflow(
+                steps.BATCH_WORKFLOW, batch, result_type=BatchResult,
+                id=f"{batch.run_id}.{batch.branch}.batch-{number:04d}", task_queue=options.orchestrator_queue,
+            )
+        except ChildWorkflowError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError):
+                raise ApplicationError(cause.message, *cause.details, type=cause.type, non_retryable=True) from error
+            raise
+        return result

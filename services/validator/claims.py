@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import permutations
 
 from services.validator.numbers import StatedNumber, numbers_in
@@ -29,8 +30,13 @@ UNIT_WORDS = {"count": "a count, not money", "usd": "money", "percent": "a perce
 def _pattern(entity: NamedEntity) -> re.Pattern[str]:
     """How a text names an entity: its name as a whole phrase; a deal whose id is a bare number only after a word
     that says it is one ('deal 5003', 'opportunity #12'), so that '3 contacts' does not name deal 3."""
-    name = re.escape(text_key(entity.name))
-    if entity.kind == "deal" and entity.name.isdigit():
+    return _name_pattern(text_key(entity.name), entity.kind == "deal" and entity.name.isdigit())
+
+
+@lru_cache(maxsize=4_096)
+def _name_pattern(key: str, bare_number: bool) -> re.Pattern[str]:
+    name = re.escape(key)
+    if bare_number:
         return re.compile(rf"\b(?:deal|opportunity|opp|id|no\.?|#)\s*#?\s*{name}(?![\w-])")
     return re.compile(rf"(?<![\w-]){name}(?![\w-])")
 
@@ -41,8 +47,11 @@ def entities_in(text: str, entities: Sequence[NamedEntity]) -> list[NamedEntity]
     found: list[NamedEntity] = []
     remaining = text_key(text)
     for entity in sorted(entities, key=lambda e: -len(e.name)):
+        # a catalogue names every company and deal of the export: most are not even a substring of the text
+        if not entity.name or text_key(entity.name) not in remaining:
+            continue
         pattern = _pattern(entity)
-        if entity.name and pattern.search(remaining):
+        if pattern.search(remaining):
             found.append(entity)
             remaining = pattern.sub(" ", remaining)
     return found
