@@ -4,8 +4,10 @@ interceptors. A change that would break a running workflow fails here, not in pr
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHistory
@@ -27,6 +29,24 @@ def history(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(path.stem, path.read_text())
 
 
+def _marker_data(event: dict[str, Any], field: str) -> dict[str, Any]:
+    payload = event["markerRecordedEventAttributes"]["details"][field]["payloads"][0]
+    return dict(json.loads(base64.b64decode(payload["data"])))
+
+
+def commands(path: Path) -> tuple[list[str], list[str], list[str]]:
+    """What a recorded history did: its activities, its local activities and its patches, in order."""
+    remote, local, patches = [], [], []
+    for event in json.loads(path.read_text())["events"]:
+        if "activityTaskScheduledEventAttributes" in event:
+            remote.append(event["activityTaskScheduledEventAttributes"]["activityType"]["name"])
+        elif (marker := event.get("markerRecordedEventAttributes", {}).get("markerName")) == "core_local_activity":
+            local.append(_marker_data(event, "data")["activity_type"])
+        elif marker == "core_patch":
+            patches.append(_marker_data(event, "patch-data")["id"])
+    return remote, local, patches
+
+
 def replayer(*classes: type) -> Replayer:
     keyring = parse_keyring("replay:" + "A" * 43 + "=")  # opens nothing recorded in clear; decodes pass-through
     return Replayer(workflows=list(classes) or [CrmAnalysisWorkflow, ChunkBatchWorkflow],
@@ -44,8 +64,17 @@ def test_every_scenario_is_recorded_and_is_what_it_says(version: str) -> None:
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" in text["review-decided.contacts-batch-0000.json"]
     for name in ("clean", "rejected-then-fixed", "quarantine", "review-decided", "analyzer-crash"):
         assert "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED" in text[f"{name}.run.json"], name
-    # the current version keeps gate records in the store; v1 passed them in payloads (the patch's two paths)
-    assert ("record_batch" in text["clean.run.json"]) == (version == "current")
+    # v1 passed gate records in payloads; v2 keeps them in the store with an activity per batch; the current
+    # version records them and writes the report in local activities and announces a verdict with what follows
+    remote, local, patches = commands(ROOT / "tests" / "histories" / version / "clean.run.json")
+    _, batch_local, batch_patches = commands(ROOT / "tests" / "histories" / version / "clean.contacts-batch-0000.json")
+    assert patches == {"v1-lists": [], "v2-manifests": ["gate-manifests"],
+                       "current": ["lean-hand-offs", "gate-manifests"]}[version]
+    assert ("record_batch" in remote, "write_report" in remote) == ((True, True) if version == "v2-manifests" else
+                                                                    (False, version == "v1-lists"))
+    assert ("record_batch" in local and "write_report" in local) == (version == "current")
+    assert batch_patches == (["lean-hand-offs"] if version == "current" else [])
+    assert ("publish_progress_many" in batch_local) == (version == "current")
     crash = json.loads(text["analyzer-crash.contacts-batch-0000.json"])
     started = [e["activityTaskStartedEventAttributes"] for e in crash["events"]
                if "activityTaskStartedEventAttributes" in e]
@@ -59,7 +88,7 @@ async def test_the_current_code_replays_every_recorded_history(path: Path) -> No
 
 
 async def test_an_unpatched_change_fails_replay_and_a_patched_one_passes() -> None:
-    assert VERSIONS == ["current", "v1-lists"]
+    assert VERSIONS == ["current", "v1-lists", "v2-manifests"]
     run = history(ROOT / "tests" / "histories" / "current" / "clean.run.json")
     broken = await replayer(AnnouncesMore, ChunkBatchWorkflow).replay_workflow(run, raise_on_replay_failure=False)
     assert broken.replay_failure is not None and "nondetermin" in str(broken.replay_failure).lower()
