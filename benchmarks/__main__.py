@@ -7,141 +7,44 @@ latency, so the LLM's share of a run is known exactly: the **LLM time** of a run
 least one model call was in flight, and the **overhead** is wall time / LLM time (1.00x: nothing but the model).
 
     uv run python -m benchmarks                 # the default set (about 2 minutes)
-    uv run python -m benchmarks --large         # also 100,000 contacts / 50,000 opportunities (several minutes)
+    uv run python -m benchmarks --large         # the throughput run at 100,000 / 50,000 (several minutes)
+    uv run python -m benchmarks --scale         # also 100,000 / 50,000 at 0.5 s a call, 64 in flight
+    uv run python -m benchmarks --embedded      # also the whole sample on the embedded model
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import random
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from benchmarks.common import Figure, Figures, export, histories, peaks, stack, timed_run
 from benchmarks.floor import Floor, noop
 from client.cli import start_run
+from client.demo import DEMO_SETTINGS, SAMPLE
 from client.devstack import DevStack
+from deploy.scripted_model import ScriptedLlm
 from shared.settings import Settings
 from shared.temporal import connect
-from tests.scripted_llm import Request, ScriptedLlm
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTICLE = ROOT / "examples" / "data" / "article"
 RESULTS = ROOT / "benchmarks" / "results.json"
-TITLES = ("Engineering Manager", "Program Manager", "Sales Manager", "Product Manager", "Account Executive",
-          "Marketing Manager")
-STAGES = ("Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won", "Closed Lost")
 
 
-class Figures(list["Figure"]):
-    """The figures so far, each printed as it is measured (a long benchmark shows its progress)."""
-
-    def append(self, figure: Figure) -> None:
-        super().append(figure)
-        print(f"{figure.name}: {figure.value:.2f} {figure.unit} ({figure.detail})", file=sys.stderr, flush=True)
-
-
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
-    goal: str
-    detail: str = ""
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def export(folder: Path, contacts: int, deals: int, seed: int = 7) -> tuple[Path, Path]:
-    """A generated export: contacts at 40 companies with titles the rules leave to the model, deals on them."""
-    rng = random.Random(seed)
-    c, o = folder / f"contacts-{contacts}.csv", folder / f"deals-{deals}.csv"
-    with c.open("w") as out:
-        out.write("id,name,company,title,created_date\n")
-        for i in range(1, contacts + 1):
-            out.write(f"C{i},Person {i},Company {i % 40},{rng.choice(TITLES)},2024-01-{1 + i % 28:02d}\n")
-    with o.open("w") as out:
-        out.write("id,name,stage,amount,contact_id,close_date\n")
-        for i in range(1, deals + 1):
-            owner = rng.randrange(1, contacts + 1)
-            out.write(f"O{i},Deal {i},{rng.choice(STAGES)},{rng.randrange(1, 200) * 1000},C{owner},2024-06-30\n")
-    return c, o
-
-
-def busy_seconds(requests: list[Request], start: float, end: float) -> float:
-    """Wall time within [start, end] during which at least one model call was in flight."""
-    spans = sorted((max(r.received, start), min(r.answered or end, end)) for r in requests)
-    total, cursor = 0.0, start
-    for begin, finish in spans:
-        begin = max(begin, cursor)
-        if finish > begin:
-            total += finish - begin
-            cursor = finish
-    return total
-
-
-def peak_mb(pid: int) -> float:
-    """A process's peak resident memory (VmHWM), in MB; 0 where /proc does not say."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def branch_phase(requests: list[Request], run_id: str) -> float:
+def branch_phase(llm: ScriptedLlm, run_id: str) -> float:
     """From the first model call of either branch to the end of the last (the insights step excluded)."""
-    mine = [r for r in requests if r.run == run_id and r.step.startswith(("contacts/", "opportunities/"))]
+    mine = [r for r in llm.requests if r.run == run_id and r.step.startswith(("contacts/", "opportunities/"))]
     return max(r.answered for r in mine) - min(r.received for r in mine)
-
-
-@contextlib.contextmanager
-def stack(folder: Path, llm: ScriptedLlm, analyzers: int = 1, **settings: Any) -> Iterator[tuple[DevStack, Settings]]:
-    port = free_port()
-    configured = Settings(
-        temporal_address=f"127.0.0.1:{port}", temporal_ui_url=f"http://127.0.0.1:{free_port()}",
-        redis_url=f"redis://127.0.0.1:{free_port()}/0", artifact_root=str(folder / "artifacts"),
-        llm_provider="openai-compatible", llm_base_url=llm.base_url, llm_model="scripted",
-        payload_key_file=folder / "keys.json", reuse_validated=False, on_spent="fail", **settings)
-    env = {"TOLLGATE_LLM_PROVIDER": "openai-compatible", "TOLLGATE_LLM_BASE_URL": llm.base_url,
-           "TOLLGATE_LLM_MODEL": "scripted", "TOLLGATE_REUSE_VALIDATED": "false",
-           "TOLLGATE_MAX_CONCURRENT_ACTIVITIES": str(configured.max_concurrent_activities)}
-    with open(os.devnull, "w") as quiet:
-        dev = DevStack(configured, analyzers=analyzers, state_dir=folder / "state", extra_env=env, out=quiet,
-                       echo=False)
-        dev.start()
-        try:
-            yield dev, configured.model_copy(update={"payload_key_file": Path(dev._env()["TOLLGATE_PAYLOAD_KEY_FILE"])})
-        finally:
-            dev.stop()
-
-
-async def timed_run(client: Client, settings: Settings, llm: ScriptedLlm, contacts: Path, deals: Path,
-                    run_id: str) -> tuple[float, float, int]:
-    """Wall time, LLM time and calls of one run."""
-    start = time.monotonic()
-    handle = await start_run(client, settings, contacts, deals, run_id)
-    await handle.result()
-    end = time.monotonic()
-    mine = [r for r in llm.requests if r.run == run_id]
-    return end - start, busy_seconds(mine, start, end), len(mine)
 
 
 async def floor(client: Client, count: int) -> float:
@@ -153,7 +56,7 @@ async def floor(client: Client, count: int) -> float:
         return count / (time.monotonic() - start)
 
 
-async def measure(args: argparse.Namespace, folder: Path) -> list[Figure]:
+async def measure(args: argparse.Namespace, folder: Path) -> Figures:
     figures = Figures()
     llm = ScriptedLlm(latency=args.latency).start()
     article = (ARTICLE / "crm_contacts.csv", ARTICLE / "crm_opportunities.csv")
@@ -185,7 +88,7 @@ async def measure(args: argparse.Namespace, folder: Path) -> list[Figure]:
             both, _b, _ = await timed_run(client, one_chunk, llm, *equal, "branches-parallel")
             apart, _a, _ = await timed_run(client, one_chunk.model_copy(update={"sequential_branches": True}), llm,
                                            *equal, "branches-sequential")
-            phase = {name: branch_phase(llm.requests, name) for name in ("branches-parallel", "branches-sequential")}
+            phase = {name: branch_phase(llm, name) for name in ("branches-parallel", "branches-sequential")}
             figures.append(Figure("parallelism: two equal branches at once vs one after the other (branch phase)",
                                   phase["branches-parallel"] / phase["branches-sequential"], "x", "<= 0.55x",
                                   f"{phase['branches-parallel']:.2f} s vs {phase['branches-sequential']:.2f} s from "
@@ -207,11 +110,13 @@ async def measure(args: argparse.Namespace, folder: Path) -> list[Figure]:
                                   f"server's floor here: {bare:.0f} bare activities/s"))
             figures.append(Figure("throughput against the floor (2 activities per gated step)",
                                   2 * steps / elapsed / bare, "x", ">= 0.5x"))
-            peaks = {c.name: peak_mb(c.process.pid) for c in dev.children if c.process is not None}
-            figures.append(Figure("peak memory of the largest process in that run", max(peaks.values()), "MB",
-                                  "< 500 MB each", ", ".join(f"{name} {mb:.0f}" for name, mb in peaks.items())))
+            peak = peaks(dev)
+            figures.append(Figure("peak memory of the largest process in that run", max(peak.values()), "MB",
+                                  "< 500 MB each", ", ".join(f"{name} {mb:.0f}" for name, mb in peak.items())))
         if args.extended:
             await extended(args, folder, llm, figures)
+        if args.scale:
+            await scale(args, folder, llm, figures)
     finally:
         llm.stop()
     return figures
@@ -259,6 +164,84 @@ async def extended(args: argparse.Namespace, folder: Path, llm: ScriptedLlm, fig
                           f"{timings[True]:.1f} s against {timings[False]:.1f} s without the crash"))
 
 
+async def scale(args: argparse.Namespace, folder: Path, llm: ScriptedLlm, figures: Figures) -> None:
+    """A large export at 0.5 s a call with 64 gated steps in flight (32 per branch), against a tenth of it: wall
+    time against the ideal, peak memory of every process, and the largest history and payload at both sizes."""
+    llm.latency = 0.5
+    seen: dict[int, tuple[float, float, int, dict[str, float], tuple[int, int, int]]] = {}
+    for contacts in (args.scale_contacts // 10, args.scale_contacts):
+        work = export(folder, contacts, contacts // 2, seed=5)
+        with stack(folder / f"scale-{contacts}", llm, contact_chunk_size=200, opportunity_chunk_size=200,
+                   max_parallel_chunks=32, max_concurrent_activities=64) as (dev, settings):
+            client = await connect(settings)
+            run_id = f"scale-{contacts}"
+            wall, _busy, calls = await timed_run(client, settings, llm, *work, run_id)
+            seen[contacts] = (wall, calls * llm.latency, calls, peaks(dev), await histories(client, run_id))
+    small, large = args.scale_contacts // 10, args.scale_contacts
+    wall, call_seconds, calls, peak, (workflows, events, payload) = seen[large]
+    # the ideal: every model call with 64 in flight all the time, then the insights step's two calls in a row
+    ideal = (call_seconds - 2 * llm.latency) / 64 + 2 * llm.latency
+    figures.append(Figure(f"scale: {large:,} contacts / {large // 2:,} deals at 0.5 s a call, 64 in flight",
+                          wall / ideal, "x the ideal", "", f"{wall:.1f} s wall; ideal {ideal:.1f} s ({calls} calls "
+                          "at 0.5 s, 64 at a time)"))
+    figures.append(Figure("scale: peak memory of the largest process", max(peak.values()), "MB", "< 500 MB each",
+                          ", ".join(f"{name} {mb:.0f}" for name, mb in peak.items())))
+    _w, _c, _n, _p, (small_workflows, small_events, small_payload) = seen[small]
+    figures.append(Figure("scale: largest history (events)", events, "events", "independent of the export's size",
+                          f"{events} at {large:,} contacts ({workflows} workflows), {small_events} at {small:,} "
+                          f"({small_workflows} workflows)"))
+    figures.append(Figure("scale: largest payload", payload / 1024, "KB", "independent of the export's size",
+                          f"{payload:,} B at {large:,} contacts, {small_payload:,} B at {small:,}"))
+
+
+def embedded(figures: Figures, folder: Path) -> None:
+    """The whole generated sample end to end on the embedded model (the demo's settings, the local provider):
+    wall time, calls, tokens, tokens a second while the model was busy, and time per gated step."""
+    settings = Settings(llm_provider="local", temporal_address="127.0.0.1:17233",
+                        temporal_ui_url="http://127.0.0.1:18233", artifact_root=str(folder / "embedded" / "artifacts"),
+                        payload_key_file=folder / "embedded" / "keys.json", trace_dir=folder / "embedded" / "spans"
+                        ).model_copy(update=DEMO_SETTINGS)
+    env = {"TOLLGATE_TRACE_DIR": str(settings.trace_dir), "TOLLGATE_LLM_PROVIDER": "local",
+           "TOLLGATE_REUSE_VALIDATED": "false"}
+    with open(os.devnull, "w") as quiet:
+        dev = DevStack(settings, state_dir=folder / "embedded" / "state", extra_env=env, out=quiet, echo=False)
+        dev.start()
+        try:
+            settings = settings.model_copy(update={"payload_key_file": Path(dev._env()["TOLLGATE_PAYLOAD_KEY_FILE"])})
+
+            async def run() -> tuple[float, object]:
+                client = await connect(settings)
+                started = time.monotonic()
+                handle = await start_run(client, settings, SAMPLE / "crm_contacts.csv",
+                                         SAMPLE / "crm_opportunities.csv", "embedded")
+                result = await handle.result()
+                return time.monotonic() - started, result
+
+            wall, result = asyncio.run(run())
+        finally:
+            dev.stop()
+    report = result.report  # type: ignore[attr-defined]
+    calls = []
+    for path in Path(settings.trace_dir or ".").glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            span = json.loads(line)
+            if span["name"].startswith("chat "):
+                calls.append((span["start"] / 1e9, span["end"] / 1e9))
+    busy, cursor = 0.0, 0.0
+    for begin, end in sorted(calls):  # one model slot: the union of the calls is the time the model worked
+        begin = max(begin, cursor)
+        if end > begin:
+            busy += end - begin
+            cursor = end
+    usage, steps = report.usage, report.gates.gated_steps
+    figures.append(Figure("embedded model (Qwen2.5-Coder-1.5B, 2 cores): the whole sample, 200 contacts / 120 deals",
+                          wall, "s", "< 300 s (with the stack's start: make demo)",
+                          f"{usage.calls} calls, {usage.input_tokens:,} tokens in, {usage.output_tokens:,} out; the "
+                          f"model busy {busy:.0f} s: {usage.output_tokens / max(busy, 1e-9):.1f} tokens/s out, "
+                          f"{(usage.input_tokens + usage.output_tokens) / max(busy, 1e-9):.0f} in and out; "
+                          f"{steps} gated steps, {wall / max(steps, 1):.1f} s each"))
+
+
 def table(figures: list[Figure]) -> str:
     lines = ["| measure | value | goal | detail |", "|---|---|---|---|"]
     lines += [f"| {f.name} | {f.value:.2f}{f.unit if f.unit == 'x' else ' ' + f.unit} | {f.goal} | {f.detail} |"
@@ -274,12 +257,20 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="the throughput run at 100,000 / 50,000")
     parser.add_argument("--extended", action="store_true", help="also worker scaling and the cost of a crash "
                         "(several minutes more)")
+    parser.add_argument("--scale", action="store_true", help="also 100,000 contacts / 50,000 opportunities at 0.5 s a "
+                        "call, 64 in flight, against a tenth of it (a few minutes)")
+    parser.add_argument("--scale-contacts", type=int, default=100_000, help=argparse.SUPPRESS)
+    parser.add_argument("--embedded", action="store_true", help="also the whole sample on the embedded model "
+                        "(a few minutes; the model's weights installed, as `make demo` does)")
+    parser.add_argument("--only-embedded", action="store_true", help="the embedded model's run alone")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the figures ({RESULTS.name})")
     args = parser.parse_args()
     if args.large:
         args.throughput_contacts = 100_000
     with tempfile.TemporaryDirectory(prefix="tollgate-bench-") as folder:
-        figures = asyncio.run(measure(args, Path(folder)))
+        figures = Figures() if args.only_embedded else asyncio.run(measure(args, Path(folder)))
+        if args.embedded or args.only_embedded:
+            embedded(figures, Path(folder))
     print(table(figures), flush=True)
     args.json.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                                      "latency_seconds": args.latency,

@@ -2,8 +2,9 @@
 
     uv run python -m benchmarks.progress_events [--chunks 40] [--events 5000]
 
-Latency: a real run (Temporal, the three services, the scripted LLM) with a subscriber following its stream; for
-every step_succeeded event, receipt time minus the event's own time (the workflow's clock when the gate passed).
+Latency: a real run (the stack through `tollgate dev`'s launcher, the scripted model server) with a subscriber
+following its stream; for every step_succeeded event, receipt time minus the event's own time (the workflow's clock
+when the gate passed).
 Throughput: one ProgressPublisher writing events back to back to the machine's Redis (each is a Lua claim plus a
 transaction with two stream entries).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -20,15 +22,14 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from benchmarks.large_run import write_export
+from benchmarks.common import export, stack
 from client.cli import start_run
 from client.watch import follow
+from deploy.scripted_model import ScriptedLlm
 from shared.events import ProgressEvent
 from shared.progress import ProgressPublisher
 from shared.settings import Settings
 from shared.temporal import connect
-from tests.harness import make_stack, start_temporal
-from tests.scripted_llm import ScriptedLlm
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -39,33 +40,28 @@ def percentile(values: list[float], share: float) -> float:
 async def latency(chunks: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        contacts, opportunities = write_export(folder, chunks * 10, 40)
-        temporal, address = start_temporal(folder / "temporal.db")
+        contacts, opportunities = export(folder, chunks * 10, 40)
         llm = ScriptedLlm().start()
-        stack = make_stack(address, llm, folder)
         try:
-            client = await connect(stack.settings)
-            settings = stack.settings.model_copy(update={"contact_chunk_size": 10, "max_parallel_chunks": 4})
-            run_id = f"latency-{int(time.time())}"
-            redis: Redis = Redis.from_url(settings.redis_url)
-            delays: list[float] = []
+            with stack(folder, llm, contact_chunk_size=10, max_parallel_chunks=4) as (_dev, settings):
+                client = await connect(settings)
+                run_id = f"latency-{int(time.time())}"
+                redis: Redis = Redis.from_url(settings.redis_url)
+                delays: list[float] = []
 
-            async def subscribe() -> None:
-                async for event in follow(redis, run_id, block_ms=100):
-                    if event.kind == "step_succeeded":
-                        delays.append((datetime.now(UTC) - event.at).total_seconds() * 1000)
+                async def subscribe() -> None:
+                    async for event in follow(redis, run_id, block_ms=100):
+                        if event.kind == "step_succeeded":
+                            delays.append((datetime.now(UTC) - event.at).total_seconds() * 1000)
 
-            subscriber = asyncio.ensure_future(subscribe())
-            handle = await start_run(client, settings, contacts, opportunities, run_id)
-            await handle.result()
-            await asyncio.wait_for(subscriber, 30)
-            await redis.aclose()
-            return delays
+                subscriber = asyncio.ensure_future(subscribe())
+                handle = await start_run(client, settings, contacts, opportunities, run_id)
+                await handle.result()
+                await asyncio.wait_for(subscriber, 30)
+                await redis.aclose()
+                return delays
         finally:
-            stack.stop()
             llm.stop()
-            temporal.terminate()
-            temporal.wait(10)
 
 
 async def throughput(events: int) -> float:
@@ -91,7 +87,8 @@ async def main() -> None:
     print(f"step completion -> subscriber receipt, {len(delays)} steps: p50 {statistics.median(delays):.1f} ms, "
           f"p99 {percentile(delays, 0.99):.1f} ms, max {max(delays):.1f} ms")
     rate = await throughput(args.events)
-    print(f"one publisher, {args.events} events back to back: {rate:,.0f} events/s")
+    print(f"one publisher, {args.events} events back to back: {rate:,.0f} events/s", flush=True)
+    os._exit(0)  # the temporalio client may crash at interpreter exit (sdk-python#300)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
+from deploy.scripted_model import ScriptedLlm
 from shared.settings import get_settings
 from shared.temporal import connect
 from tests.harness import Stack, free_port, make_stack, start_redis, start_temporal
-from tests.scripted_llm import ScriptedLlm
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from client.devstack import TEMPORAL_DEV_TUNING
+from deploy.scripted_model import ScriptedLlm
 from shared.settings import Settings
-from tests.scripted_llm import ScriptedLlm
 
 ROOT = Path(__file__).resolve().parents[1]
 # Payloads are encrypted in every test as in production: one keyring for the session, this process included (its

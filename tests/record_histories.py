@@ -25,11 +25,11 @@ from temporalio.client import Client, WorkflowFailureError
 
 from client.cli import start_run
 from client.review import decide, waiting_steps
+from deploy.scripted_model import ScriptedLlm
 from shared.artifacts import store_from
 from shared.settings import Settings
 from shared.temporal import connect
 from tests.harness import ARTICLE, Stack, make_stack, start_temporal
-from tests.scripted_llm import ScriptedLlm
 
 HISTORIES = Path(__file__).resolve().parent / "histories" / "current"
 CONTACTS, DEALS = ARTICLE / "crm_contacts.csv", ARTICLE / "crm_opportunities.csv"

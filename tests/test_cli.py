@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from deploy.scripted_model import ScriptedLlm
 from tests.harness import ARTICLE, ROOT, Stack, tollgate_cli
-from tests.scripted_llm import ScriptedLlm
 
 CONTACTS = str(ARTICLE / "crm_contacts.csv")
 OPPORTUNITIES = str(ARTICLE / "crm_opportunities.csv")

@@ -12,9 +12,9 @@ from pathlib import Path
 from temporalio.client import Client
 
 from client.cli import CliError, start_run
+from deploy.scripted_model import ScriptedLlm
 from shared.contracts import RunResult
 from tests.harness import ARTICLE, ROOT, Stack
-from tests.scripted_llm import ScriptedLlm
 from tests.test_endings import write_contacts
 
 DEALS = ARTICLE / "crm_opportunities.csv"

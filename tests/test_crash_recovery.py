@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from client.cli import start_run
+from deploy.scripted_model import ScriptedLlm
 from shared.temporal import connect
 from tests.harness import ARTICLE, Stack, make_stack
-from tests.scripted_llm import ScriptedLlm
 
 CHUNKS = 12
 

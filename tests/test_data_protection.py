@@ -15,10 +15,10 @@ import pytest
 from redis.asyncio import Redis
 from temporalio.api.common.v1 import Payload
 
+from deploy.scripted_model import ScriptedLlm
 from shared.codec import EncryptionCodec, KeyringError, keyring_from, parse_keyring
 from shared.settings import Settings
 from tests.harness import make_stack, start_temporal, tollgate_cli
-from tests.scripted_llm import ScriptedLlm
 
 
 def key(key_id: str) -> str:

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
+from deploy.scripted_model import ScriptedLlm
 from tests.harness import ARTICLE, ROOT, Stack, tollgate_cli
-from tests.scripted_llm import ScriptedLlm
 
 BIN = Path(sys.executable).parent
 SCALED = ("orchestrator", "analyzer", "validator")

@@ -21,11 +21,11 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 
 from client.cli import start_run
+from deploy.scripted_model import ScriptedLlm
 from shared.contracts import RunResult
 from shared.events import ProgressEvent
 from shared.failures import failure_reason
 from tests.harness import ARTICLE, ROOT, Stack, tollgate_cli
-from tests.scripted_llm import ScriptedLlm
 from tests.test_progress import events_of
 
 OPPORTUNITIES = ARTICLE / "crm_opportunities.csv"

@@ -14,12 +14,12 @@ from pathlib import Path
 from temporalio.client import Client
 
 from client.cli import start_run
+from deploy.scripted_model import ScriptedLlm
 from shared.contracts import RunResult
 from shared.events import ProgressEvent
 from shared.progress import ProgressPublisher
 from shared.temporal import connect
 from tests.harness import ARTICLE, Stack, make_stack, start_temporal, tollgate_cli
-from tests.scripted_llm import ScriptedLlm
 from tests.test_progress import events_of
 
 CONTACTS, DEALS = ARTICLE / "crm_contacts.csv", ARTICLE / "crm_opportunities.csv"

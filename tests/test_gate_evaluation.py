@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.gates import accuracy, evaluate, ground_truth, main, measure_judge
+from deploy.scripted_model import ScriptedLlm
 from tests.harness import ROOT
-from tests.scripted_llm import ScriptedLlm
 
 
 def test_every_rule_checkable_error_is_caught_and_no_correct_output_is_rejected() -> None:

@@ -41,3 +41,8 @@ def test_shared_imports_no_service_and_no_client() -> None:
 def test_the_client_imports_no_service() -> None:
     for module, imported in our_imports(ROOT / "client").items():
         assert not {n for n in imported if n.startswith("services")}, f"{module} imports {imported}"
+
+
+def test_benchmarks_run_public_code_not_the_test_harness() -> None:
+    for module, imported in our_imports(ROOT / "benchmarks").items():
+        assert not {n for n in imported if n.startswith("tests")}, f"{module} imports {imported}"

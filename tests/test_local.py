@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from deploy.model import ModelIntegrityError, ModelSpec, assemble, ensure_model
+from deploy.scripted_model import ScriptedLlm
 from examples.generate_sample import generate
 from tests.harness import ARTICLE, ROOT, free_port, wait_for_port
-from tests.scripted_llm import ScriptedLlm
 
 
 def fake_spec(parts: list[Path]) -> ModelSpec:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.scripted_model import ScriptedLlm
 from shared.artifacts import ArtifactChanged, ArtifactExists, ArtifactStore
 from tests.harness import ARTICLE, ROOT, free_port, make_stack, tollgate_cli, wait_for_port
-from tests.scripted_llm import ScriptedLlm
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 

@@ -9,8 +9,8 @@ from google.protobuf.message import Message
 from temporalio.client import Client
 
 from client.cli import start_run
+from deploy.scripted_model import ScriptedLlm
 from tests.harness import ARTICLE, Stack
-from tests.scripted_llm import ScriptedLlm
 from tests.test_endings import write_contacts
 
 BOUND = 64 * 1024

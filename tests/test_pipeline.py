@@ -11,10 +11,10 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from client.cli import start_run
+from deploy.scripted_model import ScriptedLlm
 from shared.contracts import RunResult
 from shared.failures import failure_reason
 from tests.harness import ARTICLE, Stack
-from tests.scripted_llm import ScriptedLlm
 
 CONTACTS = ARTICLE / "crm_contacts.csv"
 OPPORTUNITIES = ARTICLE / "crm_opportunities.csv"

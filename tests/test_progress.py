@@ -14,11 +14,11 @@ from temporalio.client import Client
 
 from client.cli import start_run
 from client.watch import follow
+from deploy.scripted_model import ScriptedLlm
 from shared.events import ProgressEvent
 from shared.temporal import connect
 from tests import harness
 from tests.harness import ARTICLE, Stack, free_port, make_stack, tollgate_cli
-from tests.scripted_llm import ScriptedLlm
 
 
 def write_contacts(path: Path, count: int) -> Path:

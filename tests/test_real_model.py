@@ -16,11 +16,11 @@ import pytest
 from client.cli import start_run
 from client.devstack import http_ok
 from deploy.model import SPECS, cache_dir, ensure_model
+from deploy.scripted_model import ScriptedLlm
 from shared.contracts import ContactEnrichment, OpportunityRisk
 from shared.settings import Settings
 from shared.temporal import connect
 from tests.harness import ARTICLE, ROOT, Stack, free_port, make_stack
-from tests.scripted_llm import ScriptedLlm
 
 
 @pytest.fixture(scope="module")

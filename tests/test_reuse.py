@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from client.cli import start_run
+from deploy.scripted_model import ScriptedLlm
 from services.validator.activities import ValidatorActivities
 from shared import steps
 from shared.artifacts import ArtifactChanged, ArtifactExists, ArtifactStore
@@ -23,7 +24,6 @@ from shared.datasets import chunk_key, write_chunk
 from shared.llm import resolve_endpoint
 from shared.settings import Settings
 from tests.harness import ARTICLE, Stack
-from tests.scripted_llm import ScriptedLlm
 
 
 def export(path: Path, tag: str, titles: dict[int, str] | None = None) -> Path:

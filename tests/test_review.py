@@ -14,10 +14,10 @@ from temporalio.client import Client, WorkflowFailureError
 
 from client.cli import start_run
 from client.review import waiting_steps
+from deploy.scripted_model import ScriptedLlm
 from shared.contracts import PendingReview, RunResult
 from shared.failures import failure_reason
 from tests.harness import ARTICLE, Stack, tollgate_cli
-from tests.scripted_llm import ScriptedLlm
 from tests.test_endings import write_contacts
 from tests.test_progress import events_of
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from client.trace_view import SpanRecord, waterfall
+from deploy.scripted_model import ScriptedLlm
 from shared.settings import Settings
 from shared.telemetry import setup_tracing, tracing_enabled
 from tests.harness import ARTICLE, make_stack, tollgate_cli
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.scripted_llm import ScriptedLlm
 from tests.test_progress import events_of
 
 SECRET = "sk-test-secret-0123456789"

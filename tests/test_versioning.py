@@ -9,9 +9,9 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType, VersioningBehavior
 
 from client.cli import start_run
+from deploy.scripted_model import ScriptedLlm
 from shared.temporal import connect
 from tests.harness import ARTICLE, make_stack, tollgate_cli
-from tests.scripted_llm import ScriptedLlm
 
 
 async def test_a_current_build_of_a_deployment_serves_runs_as_auto_upgrade(

@@ -1,9 +1,15 @@
-"""A scripted OpenAI-compatible chat server, so tests run the real client path (Agno -> openai -> HTTP).
+"""A scripted OpenAI-compatible chat server: the tests and the benchmarks run the real client path (Agno ->
+openai -> HTTP) against it, and anyone can load-test a stack with it, no model needed.
 
 It answers like a competent model by default, computing labels from the prompt with simple rules, and can be
 scripted per run, step and agent to misbehave: invent ids, cite wrong figures, return malformed JSON, fail with
 HTTP 500 or 429, or answer slowly. The nth request for a (run, step, agent) gets the nth scripted behaviour;
-the last one repeats. Every request is recorded for assertions.
+the last one repeats. Every request is recorded. ``latency`` makes every answer take that long, so that a
+benchmark knows the model's share of a run exactly.
+
+    python -m deploy.scripted_model --port 8099 --latency 1.0
+    TOLLGATE_LLM_PROVIDER=openai-compatible TOLLGATE_LLM_BASE_URL=http://127.0.0.1:8099/v1 \
+        TOLLGATE_LLM_MODEL=scripted tollgate dev
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ class ScriptedLlm:
             return "correct"
         return script[min(n, len(script) - 1)]
 
-    def start(self) -> ScriptedLlm:
+    def start(self, port: int = 0) -> ScriptedLlm:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -110,7 +116,11 @@ class ScriptedLlm:
                     self._send(429, {"error": {"message": "scripted rate limit", "code": "rate_limit"}},
                                {"Retry-After": "1"})
                     return
-                content = answer(request, behaviour)
+                try:
+                    content = answer(request, behaviour)
+                except ValueError as error:  # not one of Tollgate's agents: nothing to script
+                    self._send(400, {"error": {"message": str(error), "code": "unknown_agent"}})
+                    return
                 self._send(200, {
                     "id": "chatcmpl-scripted", "object": "chat.completion", "created": int(time.time()),
                     "model": body.get("model", "scripted"),
@@ -132,7 +142,7 @@ class ScriptedLlm:
                 with contextlib.suppress(BrokenPipeError):  # a client killed mid-request, as crash tests intend
                     self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -242,4 +252,24 @@ def answer(request: Request, behaviour: str) -> str:
             ids = id_schema.get("enum") or [id_schema["const"]]  # a sample of one is a const
             return json.dumps({"problems": [{"id": ids[0], "reason": "the rationale does not fit the record"}]})
         return json.dumps({"problems": []})
-    raise ValueError(f"no scripted answer for agent {request.agent!r}")
+    raise ValueError(f"no scripted answer for agent {request.agent!r}: it answers Tollgate's agents, named in the "
+                     "X-Tollgate-Agent header its workers send")
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m deploy.scripted_model", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8099, help="port on 127.0.0.1 (default 8099)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds every answer takes (default 0)")
+    args = parser.parse_args()
+    server = ScriptedLlm(latency=args.latency).start(args.port)
+    print(f"scripted model at {server.base_url} (model name: any), {args.latency:g} s an answer", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
