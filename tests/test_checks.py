@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import polars as pl
 import pytest
 
-from services.analyzer.activities import one_label_per_title
+from services.analyzer.activities import LABEL_SCHEMA, one_label_per_title
 from services.validator import checks
 from services.validator.judge import attempt_sample, judgement_schema
 from shared.contracts import (
@@ -183,13 +184,28 @@ def test_judgement_schema_pins_ids_to_the_sample() -> None:
     assert schema["properties"]["problems"]["maxItems"] == 5
 
 
+def _frame(rows: list[ContactEnrichment]) -> pl.DataFrame:
+    return pl.DataFrame([r.model_dump() for r in rows], schema=LABEL_SCHEMA).with_row_index("row")
+
+
 def test_one_title_one_label_across_chunks() -> None:
     # three chunks labelled "Software Engineer" apart, each within what the title allows: the run keeps the label
     # most of its contacts got, and says how many contacts it changed
-    titles = {"1": "Software Engineer", "2": "software engineer", "3": "Software Engineer", "4": "CEO"}
+    titles = pl.DataFrame({"id": ["1", "2", "3", "4"],
+                           "title": ["Software Engineer", "software engineer", "Software Engineer", "CEO"]})
     chunks = [[label("1", "mid", False, "engineering"), label("4", "executive", True, "executive")],
               [label("2", "junior", False, "engineering")], [label("3", "mid", False, "engineering")]]
-    labels, changed = one_label_per_title(chunks, titles)
-    assert [(x.id, x.seniority) for x in labels] == [("1", "mid"), ("4", "executive"), ("2", "mid"), ("3", "mid")]
+    labels, changed = one_label_per_title(_frame([r for chunk in chunks for r in chunk]), titles)
+    assert labels.select("id", "seniority").rows() == [("1", "mid"), ("4", "executive"), ("2", "mid"), ("3", "mid")]
+    assert labels.columns == ["row", *LABEL_SCHEMA] and changed == 1
+    first = _frame(chunks[0])
+    assert one_label_per_title(first, titles)[0].equals(first) and one_label_per_title(first, titles)[1] == 0
+
+
+def test_a_tie_between_labels_of_one_title_goes_to_the_one_seen_first() -> None:
+    titles = pl.DataFrame({"id": ["1", "2", "3"], "title": ["Software Engineer", "Software Engineer", ""]})
+    rows = [label("1", "junior", False, "engineering"), label("2", "mid", False, "engineering"),
+            label("3", "unknown", False, "unknown")]
+    labels, changed = one_label_per_title(_frame(rows), titles)
+    assert labels.select("id", "seniority").rows() == [("1", "junior"), ("2", "junior"), ("3", "unknown")]
     assert changed == 1
-    assert one_label_per_title(chunks[:1], titles) == (chunks[0], 0)

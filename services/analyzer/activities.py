@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import json
 from collections.abc import Hashable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -72,29 +72,41 @@ def spread_answers(asked: dict[K, Any], labels: Sequence[L]) -> tuple[dict[K, L]
     return answers, strays
 
 
-def one_label_per_title(chunks: Sequence[Sequence[ContactEnrichment]], titles: dict[str, str]
-                        ) -> tuple[list[ContactEnrichment], int]:
+LABEL_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "id": pl.String, "seniority": pl.String, "department": pl.String, "decision_maker": pl.Boolean,
+    "rationale": pl.String, "quality_flags": pl.List(pl.String)}
+RISK_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "id": pl.String, "risk": pl.String, "reason": pl.String, "next_action": pl.String,
+    "quality_flags": pl.List(pl.String)}
+CHOSEN = ("seniority", "department", "decision_maker")
+
+
+def read_outputs(store: ArtifactStore, refs: Sequence[ArtifactRef], field: str,
+                 schema: dict[str, pl.DataType | type[pl.DataType]]) -> pl.DataFrame:
+    """Validated chunk outputs as one frame, in chunk order, with each row's place (``row``): columns rather than
+    a model object per record, which for a large export's labels would take several times the memory."""
+    frames = [pl.DataFrame(json.loads(store.read_bytes(ref))[field], schema=schema) for ref in refs]
+    whole = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=schema)
+    return whole.with_row_index("row")
+
+
+def one_label_per_title(labels: pl.DataFrame, titles: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """One title, one set of labels, across the whole run. Each chunk's gate held its labels to the title's rules
     and to one label per title within the chunk; chunks labelled apart may still differ where a title leaves room
-    for judgement. Each title then takes the labels most of its contacts got (a tie: the earlier chunk's), every
-    one of them a label a gate accepted for that title. Returns the labels and how many contacts changed."""
-    votes: dict[str, Counter[tuple[str, str, bool]]] = {}
-    for chunk in chunks:
-        for item in chunk:
-            key = title_rule(titles.get(item.id, "")).key
-            votes.setdefault(key, Counter())[(item.seniority, item.department, item.decision_maker)] += 1
-    chosen = {key: counts.most_common(1)[0][0] for key, counts in votes.items()}
-    labels: list[ContactEnrichment] = []
-    changed = 0
-    for chunk in chunks:
-        for item in chunk:
-            seniority, department, decides = chosen[title_rule(titles.get(item.id, "")).key]
-            if (item.seniority, item.department, item.decision_maker) != (seniority, department, decides):
-                changed += 1
-                item = item.model_copy(update={"seniority": seniority, "department": department,
-                                               "decision_maker": decides})
-            labels.append(item)
-    return labels, changed
+    for judgement. Each title then takes the labels most of its contacts got (a tie: the ones seen first), every
+    one of them a label a gate accepted for that title. ``labels``: rows in chunk order with their ``row``;
+    ``titles``: id, title. Returns the labels and how many contacts changed."""
+    keys = {title: title_rule(title).key for title in titles.get_column("title").unique().to_list()}
+    keyed = labels.join(titles.select("id", pl.col("title").replace_strict(keys, default="", return_dtype=pl.String)
+                                      .alias("key")), on="id", how="left").with_columns(pl.col("key").fill_null(
+        title_rule("").key))
+    chosen = (keyed.group_by("key", *CHOSEN).agg(pl.len().alias("votes"), pl.col("row").min().alias("first"))
+              .sort(["votes", "first"], descending=[True, False]).unique("key", keep="first", maintain_order=True)
+              .select("key", *(pl.col(c).alias(f"{c}_chosen") for c in CHOSEN)))
+    joined = keyed.join(chosen, on="key", how="left").sort("row")
+    differs = pl.any_horizontal(*(pl.col(c) != pl.col(f"{c}_chosen") for c in CHOSEN))
+    changed = joined.filter(differs).height
+    return joined.with_columns(pl.col(f"{c}_chosen").alias(c) for c in CHOSEN).select(labels.columns), changed
 
 
 class AnalyzerActivities:
@@ -204,29 +216,17 @@ class AnalyzerActivities:
             "id", "name", "amount", "stage", "contact_id"
         ).collect()
         # a gate never passes a record for an id the chunk lacks; a reviewer's approval can: it counts nowhere
-        known_people = set(people.get_column("id").to_list())
-        known_deals = set(deals.get_column("id").to_list())
         contact_outputs = request.contact_outputs or accepted_outputs(
             read_gates(self.store, request.run_id, "contacts", request.contact_batches))
         opportunity_outputs = request.opportunity_outputs or accepted_outputs(
             read_gates(self.store, request.run_id, "opportunities", request.opportunity_batches))
-        read = [self.store.read_model(ref, ContactChunkOutput).enrichments for ref in contact_outputs]
-        chunks = [[e for e in chunk if e.id in known_people] for chunk in read]
-        all_risks = [r for ref in opportunity_outputs
-                     for r in self.store.read_model(ref, OpportunityChunkOutput).risks]
-        risks = [r for r in all_risks if r.id in known_deals]
-        unknown = sum(map(len, read)) - sum(map(len, chunks)) + len(all_risks) - len(risks)
-        contacts, relabelled = one_label_per_title(chunks, dict(zip(
-            people.get_column("id").to_list(), people.get_column("title").to_list(), strict=True)))
-        enriched = pl.DataFrame(
-            [e.model_dump() for e in contacts],
-            schema={"id": pl.String, "seniority": pl.String, "department": pl.String, "decision_maker": pl.Boolean,
-                    "rationale": pl.String, "quality_flags": pl.List(pl.String)},
-        )
-        assessed = pl.DataFrame(
-            [{"id": r.id, "risk": r.risk, "reason": r.reason} for r in risks],
-            schema={"id": pl.String, "risk": pl.String, "reason": pl.String},
-        )
+        read = read_outputs(self.store, contact_outputs, "enrichments", LABEL_SCHEMA)
+        all_risks = read_outputs(self.store, opportunity_outputs, "risks", RISK_SCHEMA)
+        known = read.filter(pl.col("id").is_in(people.get_column("id")))
+        assessed = all_risks.filter(pl.col("id").is_in(deals.get_column("id"))).drop("row")
+        unknown = read.height - known.height + all_risks.height - assessed.height
+        enriched, relabelled = one_label_per_title(known, people.select("id", pl.col("title").fill_null("")))
+        enriched = enriched.drop("row")
         high = assessed.filter(pl.col("risk") == "high").join(deals, on="id").sort("amount", descending=True)
         summary = EnrichmentSummary(
             enriched_contacts=enriched.height,
@@ -246,9 +246,11 @@ class AnalyzerActivities:
             request.facts, people, deals,
             enriched.select("id", "seniority", "department", "decision_maker"), assessed.select("id", "risk"))
         catalogue_ref = self.store.write_model(f"runs/{request.run_id}/fact-catalogue.json", catalogue)
-        labels_ref = self.store.write_model(f"runs/{request.run_id}/contact-labels.json",
-                                            ContactChunkOutput(enrichments=contacts))
-        risks_ref = self.store.write_model(f"runs/{request.run_id}/risks.json", OpportunityChunkOutput(risks=risks))
+        # JSON lines, as ContactEnrichment and OpportunityRisk write them: the report copies them as they are and
+        # reads only the rows its table shows
+        labels_ref = self.store.write_bytes(f"runs/{request.run_id}/contact-labels.jsonl",
+                                            enriched.write_ndjson().encode())
+        risks_ref = self.store.write_bytes(f"runs/{request.run_id}/risks.jsonl", assessed.write_ndjson().encode())
         context = InsightsContext(facts=request.facts, summary=summary, catalogue=catalogue_ref, prompt_facts=shown,
                                   contact_labels=labels_ref, risks=risks_ref)
         return self.store.write_model(f"runs/{request.run_id}/insights-context.json", context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 from temporalio import activity
 
@@ -15,6 +16,7 @@ from shared.contracts import (
     BranchUsage,
     CitedInsight,
     ContactChunkOutput,
+    ContactEnrichment,
     Coverage,
     FactCatalogue,
     GateManifest,
@@ -24,6 +26,7 @@ from shared.contracts import (
     InsightsOutput,
     LayerCount,
     OpportunityChunkOutput,
+    OpportunityRisk,
     QuarantinedStep,
     Report,
     ReportRequest,
@@ -37,6 +40,7 @@ from shared.figures import count, fact_value, money, percent, share_pct
 from shared.manifests import read_gates
 
 TABLE_ROWS = 50
+L = TypeVar("L", ContactEnrichment, OpportunityRisk)
 
 
 def summarize_gates(gates: Sequence[GateRecord]) -> GateSummary:
@@ -113,7 +117,7 @@ def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
     out += _rows(["opportunity", "risk", "reason", "next action"], [
         (r.id, r.risk, r.reason, r.next_action) for r in risks[:TABLE_ROWS]
     ])
-    if len(enrichments) > TABLE_ROWS or len(risks) > TABLE_ROWS:
+    if s.enriched_contacts > TABLE_ROWS or s.assessed_opportunities > TABLE_ROWS:
         out += ["", f"(first {TABLE_ROWS} rows shown; all of them are in `{report.enrichments.key}`)"]
     out += ["", "## Insights", ""]
     if report.insights_missing:
@@ -182,6 +186,17 @@ class ReportActivities:
         reasons = [c.reason for c in gate.rejections[-1].failed_checks[:5]] if gate.rejections else []
         return QuarantinedStep(step=gate.step, rows=len(ids), ids=ids[:MAX_LISTED], reasons=reasons)
 
+    def _labels(self, ref: ArtifactRef, model: type[L]) -> tuple[bytes, list[L]]:
+        """A branch's validated labels as JSON lines, and the first rows, for the report's table. Aggregation
+        writes JSON lines (read here without parsing them all); runs aggregated before that wrote one document."""
+        if not ref.key.endswith(".json"):
+            data = self.store.read_bytes(ref)
+            head = [model.model_validate_json(line) for line in data.split(b"\n", TABLE_ROWS)[:TABLE_ROWS] if line]
+            return data, head
+        items: list[Any] = (self.store.read_model(ref, ContactChunkOutput).enrichments if model is ContactEnrichment
+                            else self.store.read_model(ref, OpportunityChunkOutput).risks)
+        return "".join(f"{item.model_dump_json()}\n" for item in items).encode(), items[:TABLE_ROWS]
+
     @activity.defn(name=steps.WRITE_REPORT)
     def write_report(self, request: ReportRequest) -> RunResult:
         """Gather the accepted outputs and write the report files; returns the report and where it is."""
@@ -191,18 +206,21 @@ class ReportActivities:
             CitedInsight(insight=insight, facts=[catalogue[i] for i in insight.facts if i in catalogue])
             for insight in self.store.read_model(request.insights_output, InsightsOutput).insights
         ]
-        contacts = [self.store.read_model(context.contact_labels, ContactChunkOutput)]
         contact_gates = request.contact_gates or read_gates(self.store, request.run_id, "contacts",
                                                             request.contact_batches)
         opportunity_gates = request.opportunity_gates or read_gates(self.store, request.run_id, "opportunities",
                                                                     request.opportunity_batches)
-        opportunities = [self.store.read_model(context.risks, OpportunityChunkOutput)] if context.risks else [
-            self.store.read_model(g.accepted_output, OpportunityChunkOutput)
-            for g in opportunity_gates if g.accepted_output]
-        lines = [e.model_dump_json() for chunk in contacts for e in chunk.enrichments]
-        lines += [r.model_dump_json() for chunk in opportunities for r in chunk.risks]
+        contact_lines, contact_head = self._labels(context.contact_labels, ContactEnrichment)
+        if context.risks is not None:
+            risk_lines, risk_head = self._labels(context.risks, OpportunityRisk)
+        else:  # runs aggregated before the risks were gathered in one place
+            risks = [r for g in opportunity_gates if g.accepted_output
+                     for r in self.store.read_model(g.accepted_output, OpportunityChunkOutput).risks]
+            risk_lines, risk_head = "".join(f"{r.model_dump_json()}\n" for r in risks).encode(), risks[:TABLE_ROWS]
+        contacts = [ContactChunkOutput(enrichments=contact_head)]
+        opportunities = [OpportunityChunkOutput(risks=risk_head)]
         base = f"runs/{request.run_id}/report"
-        enrichments = self.store.write_bytes(f"{base}/enrichments.jsonl", ("\n".join(lines) + "\n").encode())
+        enrichments = self.store.write_bytes(f"{base}/enrichments.jsonl", contact_lines + risk_lines)
         gates = [*contact_gates, *opportunity_gates, request.insights_gate]
         by_branch = [
             BranchUsage(branch=name, usage=sum((g.usage for g in branch), TokenUsage()))
