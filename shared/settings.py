@@ -22,7 +22,10 @@ LocalModel = Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
 LOCAL_MODEL_SIZING: dict[str, object] = {
     "max_parallel_chunks": 1,
     "ai_review_sample": 6,
-    "analysis_timeout_seconds": 300.0,
+    # a call labels at most 16 titles (about 400 tokens out, a minute), so three queued at the one slot fit the
+    # LLM timeout; a chunk of many distinct titles is several calls, and its step is given time for them
+    "labels_per_call": 16,
+    "analysis_timeout_seconds": 1800.0,
     "validation_timeout_seconds": 240.0,
     "heartbeat_timeout_seconds": 60.0,
     "llm_timeout_seconds": 280.0,
@@ -73,6 +76,9 @@ class Settings(BaseSettings):
     chunks_per_batch: int = Field(default=50, ge=1, le=500)
     max_parallel_chunks: int = Field(default=4, ge=1, le=256)
     gate_attempts: int = Field(default=3, ge=1, le=10)
+    labels_per_call: int = Field(default=100, ge=1, le=2000, description="At most this many distinct titles (or deal "
+                                 "profiles) in one model call; a chunk with more is asked in several calls, so that "
+                                 "no call outgrows the model's timeout.")
     ai_review_sample: int = Field(default=25, ge=0, le=2000)
     run_token_budget: int = Field(default=0, ge=0, description="Tokens a run may spend; 0 is no limit.")
     analysis_timeout_seconds: float = 120.0

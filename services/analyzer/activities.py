@@ -27,6 +27,7 @@ from shared.contracts import (
     CountItem,
     EnrichmentSummary,
     FactCatalogue,
+    FailedCheck,
     IngestRequest,
     IngestResult,
     InsightsContext,
@@ -70,6 +71,20 @@ def spread_answers(asked: dict[K, Any], labels: Sequence[L]) -> tuple[dict[K, L]
         else:
             answers[group] = label
     return answers, strays
+
+
+R = TypeVar("R")
+
+
+def per_call(asked: list[R], size: int) -> list[list[R]]:
+    """The records asked of the model, in calls of at most ``size``."""
+    return [asked[start:start + size] for start in range(0, len(asked), size)]
+
+
+def feedback_for(feedback: Sequence[FailedCheck], ids: set[str], standing_for: dict[str, str]) -> list[FailedCheck]:
+    """The validator's reasons a call of several answers: those about records it asks (or that its records stand
+    for), and those about no record in particular."""
+    return [f for f in feedback if f.record_id is None or standing_for.get(f.record_id, f.record_id) in ids]
 
 
 LABEL_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
@@ -145,16 +160,22 @@ class AnalyzerActivities:
         usage = TokenUsage()
         if asked:
             standing_for = {r.id: asked[rules[r.id].key].id for r in records if rules[r.id].key in asked}
-            answer = await ask_structured(
-                self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "contact-enricher"),
-                instructions=agents.CONTACT_INSTRUCTIONS,
-                prompt=agents.contact_prompt(list(asked.values()), task.feedback, standing_for),
-                request_schema=agents.contact_request_schema([r.id for r in asked.values()]),
-                answer_type=agents.ContactLabels,
-                max_tokens=64 * len(asked) + 64,
-            )
-            error, usage = answer.schema_error, answer.usage
-            by_key, strays = spread_answers(asked, answer.value.contacts if answer.value else [])
+            labels: list[agents.ContactLabel] = []
+            # at most labels_per_call titles a call: a chunk of many distinct titles is several bounded calls, none
+            # of which outgrows the model's timeout (the embedded model writes about ten tokens a second)
+            for group in per_call(list(asked.values()), self.settings.labels_per_call):
+                ids = {r.id for r in group}
+                answer = await ask_structured(
+                    self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "contact-enricher"),
+                    instructions=agents.CONTACT_INSTRUCTIONS,
+                    prompt=agents.contact_prompt(group, feedback_for(task.feedback, ids, standing_for), standing_for),
+                    request_schema=agents.contact_request_schema([r.id for r in group]),
+                    answer_type=agents.ContactLabels,
+                    max_tokens=64 * len(group) + 64,
+                )
+                error, usage = error or answer.schema_error, usage + answer.usage
+                labels += answer.value.contacts if answer.value else []
+            by_key, strays = spread_answers(asked, labels)
         enrichments: list[ContactEnrichment] = []
         for record in records:
             rule = rules[record.id]
@@ -186,17 +207,21 @@ class AnalyzerActivities:
         error: str | None = None
         usage = TokenUsage()
         if standing:
-            answer = await ask_structured(
-                self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "opportunity-risk"),
-                instructions=agents.OPPORTUNITY_INSTRUCTIONS,
-                prompt=agents.opportunity_prompt(list(standing.values()), task.feedback, {
-                    r.id: standing[p].id for r in records if (p := profiles[r.id]) in standing}),
-                request_schema=agents.opportunity_request_schema([r.id for r in standing.values()]),
-                answer_type=agents.OpportunityLabels,
-                max_tokens=48 * len(standing) + 64,
-            )
-            error, usage = answer.schema_error, answer.usage
-            by_profile, strays = spread_answers(standing, answer.value.opportunities if answer.value else [])
+            stands_for = {r.id: standing[p].id for r in records if (p := profiles[r.id]) in standing}
+            risks_said: list[agents.OpportunityLabel] = []
+            for deals in per_call(list(standing.values()), self.settings.labels_per_call):
+                ids = {r.id for r in deals}
+                answer = await ask_structured(
+                    self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "opportunity-risk"),
+                    instructions=agents.OPPORTUNITY_INSTRUCTIONS,
+                    prompt=agents.opportunity_prompt(deals, feedback_for(task.feedback, ids, stands_for), stands_for),
+                    request_schema=agents.opportunity_request_schema([r.id for r in deals]),
+                    answer_type=agents.OpportunityLabels,
+                    max_tokens=48 * len(deals) + 64,
+                )
+                error, usage = error or answer.schema_error, usage + answer.usage
+                risks_said += answer.value.opportunities if answer.value else []
+            by_profile, strays = spread_answers(standing, risks_said)
         risks: list[OpportunityRisk] = []
         for record in records:
             label = agents.settled_assessment(record) or by_profile.get(profiles[record.id] or ("", ""))
