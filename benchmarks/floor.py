@@ -24,3 +24,15 @@ class Floor:
                 "bench_noop", i, start_to_close_timeout=timedelta(seconds=30), result_type=int)
                 for i in range(start, min(count, start + 16)))))
         return done
+
+
+@workflow.defn(name="BenchSequentialFloor")
+class SequentialFloor:
+    """Bare activities one after another: what one hand-off (a workflow task, then an activity) costs."""
+
+    @workflow.run
+    async def run(self, count: int) -> int:
+        for i in range(count):
+            await workflow.execute_activity("bench_noop", i, start_to_close_timeout=timedelta(seconds=30),
+                                            result_type=int)
+        return count
