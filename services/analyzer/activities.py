@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import polars as pl
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -74,6 +75,8 @@ def spread_answers(asked: dict[K, Any], labels: Sequence[L]) -> tuple[dict[K, L]
 
 
 R = TypeVar("R")
+Rec = TypeVar("Rec", ContactRecord, OpportunityRecord)
+A = TypeVar("A", agents.ContactLabels, agents.OpportunityLabels)
 
 
 def per_call(asked: list[R], size: int) -> list[list[R]]:
@@ -160,21 +163,9 @@ class AnalyzerActivities:
         usage = TokenUsage()
         if asked:
             standing_for = {r.id: asked[rules[r.id].key].id for r in records if rules[r.id].key in asked}
-            labels: list[agents.ContactLabel] = []
-            # at most labels_per_call titles a call: a chunk of many distinct titles is several bounded calls, none
-            # of which outgrows the model's timeout (the embedded model writes about ten tokens a second)
-            for group in per_call(list(asked.values()), self.settings.labels_per_call):
-                ids = {r.id for r in group}
-                answer = await ask_structured(
-                    self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "contact-enricher"),
-                    instructions=agents.CONTACT_INSTRUCTIONS,
-                    prompt=agents.contact_prompt(group, feedback_for(task.feedback, ids, standing_for), standing_for),
-                    request_schema=agents.contact_request_schema([r.id for r in group]),
-                    answer_type=agents.ContactLabels,
-                    max_tokens=64 * len(group) + 64,
-                )
-                error, usage = error or answer.schema_error, usage + answer.usage
-                labels += answer.value.contacts if answer.value else []
+            labels, error, usage = await self._ask_per_call(
+                task, "contact-enricher", agents.CONTACT_INSTRUCTIONS, list(asked.values()), standing_for,
+                agents.contact_prompt, agents.contact_request_schema, agents.ContactLabels, lambda a: a.contacts, 64)
             by_key, strays = spread_answers(asked, labels)
         enrichments: list[ContactEnrichment] = []
         for record in records:
@@ -208,19 +199,10 @@ class AnalyzerActivities:
         usage = TokenUsage()
         if standing:
             stands_for = {r.id: standing[p].id for r in records if (p := profiles[r.id]) in standing}
-            risks_said: list[agents.OpportunityLabel] = []
-            for deals in per_call(list(standing.values()), self.settings.labels_per_call):
-                ids = {r.id for r in deals}
-                answer = await ask_structured(
-                    self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, "opportunity-risk"),
-                    instructions=agents.OPPORTUNITY_INSTRUCTIONS,
-                    prompt=agents.opportunity_prompt(deals, feedback_for(task.feedback, ids, stands_for), stands_for),
-                    request_schema=agents.opportunity_request_schema([r.id for r in deals]),
-                    answer_type=agents.OpportunityLabels,
-                    max_tokens=48 * len(deals) + 64,
-                )
-                error, usage = error or answer.schema_error, usage + answer.usage
-                risks_said += answer.value.opportunities if answer.value else []
+            risks_said, error, usage = await self._ask_per_call(
+                task, "opportunity-risk", agents.OPPORTUNITY_INSTRUCTIONS, list(standing.values()), stands_for,
+                agents.opportunity_prompt, agents.opportunity_request_schema, agents.OpportunityLabels,
+                lambda a: a.opportunities, 48)
             by_profile, strays = spread_answers(standing, risks_said)
         risks: list[OpportunityRisk] = []
         for record in records:
@@ -307,6 +289,32 @@ class AnalyzerActivities:
             else InsightsOutput.model_validate(parsed.model_dump())
         )
         return await self._save(task, output, len(output.insights), error, answer.usage, key)
+
+    async def _ask_per_call(
+        self, task: ChunkTask, agent: str, instructions: str, asked: list[Rec], standing_for: dict[str, str],
+        prompt: Callable[[list[Rec], list[FailedCheck], dict[str, str]], str],
+        schema: Callable[[list[str]], type[BaseModel]], answer_type: type[A], answers: Callable[[A], list[L]],
+        tokens_each: int,
+    ) -> tuple[list[L], str | None, TokenUsage]:
+        """Ask the model about ``asked``, at most ``labels_per_call`` records a call: a chunk of many distinct titles
+        is several bounded calls, none of which outgrows the model's timeout (the embedded model writes about ten
+        tokens a second). Each call reads only the reasons about its own records. Returns the answers, the first
+        schema error and the calls' usage."""
+        said: list[L] = []
+        error: str | None = None
+        usage = TokenUsage()
+        for group in per_call(asked, self.settings.labels_per_call):
+            ids = {r.id for r in group}
+            answer = await ask_structured(
+                self.endpoint, self.settings, LlmCall(task.run_id, task.step, task.attempt, agent),
+                instructions=instructions, prompt=prompt(group, feedback_for(task.feedback, ids, standing_for),
+                                                         standing_for),
+                request_schema=schema([r.id for r in group]), answer_type=answer_type,
+                max_tokens=tokens_each * len(group) + 64,
+            )
+            error, usage = error or answer.schema_error, usage + answer.usage
+            said += answers(answer.value) if answer.value else []
+        return said, error, usage
 
     def _reuse_key(self, kind: str, content: bytes) -> str:
         return reuse.reuse_key(kind, content, f"{self.endpoint.provider}:{self.endpoint.model_id}",
