@@ -125,3 +125,13 @@ def test_unknown_is_never_offered_to_the_model() -> None:
     properties = schema["$defs"]["ContactLabel"]["properties"]
     assert "unknown" not in properties["seniority"]["enum"] and "unknown" not in properties["department"]["enum"]
     assert "mid" in properties["seniority"]["enum"] and "support" in properties["department"]["enum"]
+
+
+def test_the_embedded_model_sizes_the_pipeline_unless_told_otherwise() -> None:
+    # one slot on a laptop's cores: one chunk in flight per branch, bounded calls, a step given time for several
+    local = Settings(llm_provider="local")
+    assert (local.max_parallel_chunks, local.labels_per_call, local.analysis_timeout_seconds) == (1, 16, 1800.0)
+    hosted = Settings(llm_provider="openai", openai_api_key="sk-test")
+    assert (hosted.max_parallel_chunks, hosted.labels_per_call, hosted.analysis_timeout_seconds) == (4, 100, 120.0)
+    assert Settings(llm_provider="local", labels_per_call=40, max_parallel_chunks=2).labels_per_call == 40
+    assert Settings(llm_provider="local", labels_per_call=40, max_parallel_chunks=2).max_parallel_chunks == 2
