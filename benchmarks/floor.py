@@ -28,11 +28,12 @@ class Floor:
 
 @workflow.defn(name="BenchSequentialFloor")
 class SequentialFloor:
-    """Bare activities one after another: what one hand-off (a workflow task, then an activity) costs."""
+    """Bare activities one after another, on another task queue than the workflow's (as every step's activity is):
+    what one hand-off (a workflow task, then an activity task) costs."""
 
     @workflow.run
-    async def run(self, count: int) -> int:
+    async def run(self, count: int, activity_queue: str) -> int:
         for i in range(count):
-            await workflow.execute_activity("bench_noop", i, start_to_close_timeout=timedelta(seconds=30),
-                                            result_type=int)
+            await workflow.execute_activity("bench_noop", i, task_queue=activity_queue,
+                                            start_to_close_timeout=timedelta(seconds=30), result_type=int)
         return count
