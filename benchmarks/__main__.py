@@ -27,7 +27,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from benchmarks.common import Figure, Figures, export, histories, peaks, stack, timed_run
+from benchmarks.common import Figure, Figures, export, free_port, histories, peaks, stack, timed_run
 from benchmarks.floor import Floor, SequentialFloor, noop
 from client.cli import start_run
 from client.demo import DEMO_SETTINGS, SAMPLE
@@ -219,8 +219,10 @@ async def scale(args: argparse.Namespace, folder: Path, llm: ScriptedLlm, figure
 def embedded(figures: Figures, folder: Path) -> None:
     """The whole generated sample end to end on the embedded model (the demo's settings, the local provider):
     wall time, calls, tokens, tokens a second while the model was busy, and time per gated step."""
-    settings = Settings(llm_provider="local", temporal_address="127.0.0.1:17233",
-                        temporal_ui_url="http://127.0.0.1:18233", artifact_root=str(folder / "embedded" / "artifacts"),
+    settings = Settings(llm_provider="local", temporal_address=f"127.0.0.1:{free_port()}",
+                        temporal_ui_url=f"http://127.0.0.1:{free_port()}", local_model_port=free_port(),
+                        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+                        artifact_root=str(folder / "embedded" / "artifacts"),
                         payload_key_file=folder / "embedded" / "keys.json", trace_dir=folder / "embedded" / "spans"
                         ).model_copy(update=DEMO_SETTINGS)
     env = {"TOLLGATE_TRACE_DIR": str(settings.trace_dir), "TOLLGATE_LLM_PROVIDER": "local",

@@ -122,6 +122,7 @@ class DevStack:
         env = dict(os.environ)
         env["TOLLGATE_TEMPORAL_ADDRESS"] = self.settings.temporal_address
         env["TOLLGATE_REDIS_URL"] = self.settings.redis_url
+        env["TOLLGATE_LOCAL_MODEL_PORT"] = str(self.settings.local_model_port)
         root = self.settings.artifact_root
         env["TOLLGATE_ARTIFACT_ROOT"] = root if "://" in root and not root.startswith("file://") else str(
             Path(root.removeprefix("file://")).resolve())
