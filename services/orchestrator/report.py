@@ -64,8 +64,9 @@ def _rows(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     return lines
 
 
-def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
-                    opportunities: Sequence[OpportunityChunkOutput]) -> str:
+def render_markdown(report: Report, enrichments: Sequence[ContactEnrichment],
+                    risks: Sequence[OpportunityRisk]) -> str:
+    """The report for a person; ``enrichments`` and ``risks``: the first rows of each, for its tables."""
     c, o = report.facts.contacts, report.facts.opportunities
     s = report.summary
     out = [f"# CRM analysis report: {report.run_id}", "", "## Facts (computed over the full data)", ""]
@@ -107,12 +108,10 @@ def render_markdown(report: Report, contacts: Sequence[ContactChunkOutput],
     out += [f"- {s.assessed_opportunities} opportunities assessed; "
             + ", ".join(f"{x.key} risk: {x.count}" for x in s.risk_levels)
             + f"; high-risk value {money(s.high_risk_value)}", ""]
-    enrichments = [e for chunk in contacts for e in chunk.enrichments]
     out += _rows(["contact", "seniority", "department", "decision maker", "rationale", "flags"], [
         (e.id, e.seniority, e.department, "yes" if e.decision_maker else "no", e.rationale,
          ", ".join(e.quality_flags)) for e in enrichments[:TABLE_ROWS]
     ])
-    risks = [r for chunk in opportunities for r in chunk.risks]
     out += [""]
     out += _rows(["opportunity", "risk", "reason", "next action"], [
         (r.id, r.risk, r.reason, r.next_action) for r in risks[:TABLE_ROWS]
@@ -167,6 +166,10 @@ def _no_insights(gate: GateRecord) -> str:
             + ". The facts and validated enrichments above stand; no insight was validated.")
 
 
+def _json_lines(items: Sequence[ContactEnrichment | OpportunityRisk]) -> bytes:
+    return "".join(f"{item.model_dump_json()}\n" for item in items).encode()
+
+
 class ReportActivities:
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
@@ -195,7 +198,7 @@ class ReportActivities:
             return data, head
         items: list[Any] = (self.store.read_model(ref, ContactChunkOutput).enrichments if model is ContactEnrichment
                             else self.store.read_model(ref, OpportunityChunkOutput).risks)
-        return "".join(f"{item.model_dump_json()}\n" for item in items).encode(), items[:TABLE_ROWS]
+        return _json_lines(items), items[:TABLE_ROWS]
 
     @activity.defn(name=steps.WRITE_REPORT)
     def write_report(self, request: ReportRequest) -> RunResult:
@@ -216,9 +219,7 @@ class ReportActivities:
         else:  # runs aggregated before the risks were gathered in one place
             risks = [r for g in opportunity_gates if g.accepted_output
                      for r in self.store.read_model(g.accepted_output, OpportunityChunkOutput).risks]
-            risk_lines, risk_head = "".join(f"{r.model_dump_json()}\n" for r in risks).encode(), risks[:TABLE_ROWS]
-        contacts = [ContactChunkOutput(enrichments=contact_head)]
-        opportunities = [OpportunityChunkOutput(risks=risk_head)]
+            risk_lines, risk_head = _json_lines(risks), risks[:TABLE_ROWS]
         base = f"runs/{request.run_id}/report"
         enrichments = self.store.write_bytes(f"{base}/enrichments.jsonl", contact_lines + risk_lines)
         gates = [*contact_gates, *opportunity_gates, request.insights_gate]
@@ -249,6 +250,6 @@ class ReportActivities:
         )
         json_ref = self.store.write_bytes(f"{base}/report.json", report.model_dump_json(indent=2).encode())
         md_ref = self.store.write_bytes(f"{base}/report.md",
-                                        render_markdown(report, contacts, opportunities).encode())
+                                        render_markdown(report, contact_head, risk_head).encode())
         return RunResult(report=report, report_json=json_ref, report_markdown=md_ref,
                          report_location=self.store.location(md_ref))
