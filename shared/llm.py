@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from shared.answer_schema import Schema
 from shared.contracts import TokenUsage
 from shared.settings import Settings
 from shared.telemetry import tracer
@@ -207,13 +208,14 @@ async def ask_structured(
     *,
     instructions: str,
     prompt: str,
-    request_schema: type[BaseModel],
+    request_schema: Schema,
     answer_type: type[M],
     max_tokens: int,
 ) -> StructuredAnswer[M]:
-    """Run one Agno agent turn constrained by ``request_schema`` and read it as ``answer_type``.
+    """Run one Agno agent turn constrained by ``request_schema`` (a ``response_format``, shared.answer_schema) and
+    read it as ``answer_type``.
 
-    The request schema may be stricter than the answer type (enums of the chunk's ids), so that a model
+    The request schema is stricter than the answer type (enums of the chunk's ids), so that a model
     without grammar support that breaks it still yields an answer the gate can judge and explain.
     Provider failures raise ApplicationError.
     """

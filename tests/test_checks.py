@@ -178,7 +178,7 @@ def test_ai_sample_is_drawn_afresh_per_attempt_and_bounded() -> None:
 
 
 def test_judgement_schema_pins_ids_to_the_sample() -> None:
-    schema = judgement_schema(["3", "9"]).model_json_schema()
+    schema = judgement_schema(["3", "9"])["json_schema"]["schema"]
     problem = schema["$defs"]["Problem"]
     assert problem["properties"]["id"]["enum"] == ["3", "9"]
     assert schema["properties"]["problems"]["maxItems"] == 5

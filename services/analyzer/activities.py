@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import polars as pl
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -17,6 +16,7 @@ from services.analyzer import agents
 from services.analyzer.catalogue import build_catalogue
 from services.analyzer.ingest import BadInputError, ingest
 from shared import reuse, steps
+from shared.answer_schema import Schema
 from shared.artifacts import ArtifactStore
 from shared.contracts import (
     AggregateRequest,
@@ -293,7 +293,7 @@ class AnalyzerActivities:
     async def _ask_per_call(
         self, task: ChunkTask, agent: str, instructions: str, asked: list[Rec], standing_for: dict[str, str],
         prompt: Callable[[list[Rec], list[FailedCheck], dict[str, str]], str],
-        schema: Callable[[list[str]], type[BaseModel]], answer_type: type[A], answers: Callable[[A], list[L]],
+        schema: Callable[[Sequence[str]], Schema], answer_type: type[A], answers: Callable[[A], list[L]],
         tokens_each: int,
     ) -> tuple[list[L], str | None, TokenUsage]:
         """Ask the model about ``asked``, at most ``labels_per_call`` records a call: a chunk of many distinct titles

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field
 
+from shared import answer_schema
+from shared.answer_schema import Schema
 from shared.contracts import (
     ClaimKind,
     ContactEnrichment,
@@ -79,29 +81,22 @@ class InsightAnswers(_Answer):
     insights: list[InsightAnswer] = Field(min_length=3, max_length=7)
 
 
-def _enum(values: Sequence[str]) -> Any:
-    return Literal[tuple(values)]
+SENIORITY_ASKED = [s for s in get_args(Seniority) if s != "unknown"]
+DEPARTMENT_ASKED = [d for d in get_args(Department) if d != "unknown"]
 
 
-def _text(max_length: int, min_length: int = 1) -> Any:
-    return Annotated[str, Field(min_length=min_length, max_length=max_length)]
-
-
-def contact_request_schema(ids: Sequence[str]) -> type[BaseModel]:
-    """The grammar the model must follow for one chunk of contacts: only titled contacts reach a model (a blank
-    title is settled in code), so ``unknown`` is not in it."""
-    label = create_model(
-        "ContactLabel",
-        id=(_enum(ids), ...),
-        seniority=(_enum([s for s in get_args(Seniority) if s != "unknown"]), ...),
-        department=(_enum([d for d in get_args(Department) if d != "unknown"]), ...),
-        decision_maker=(bool, ...),
-        rationale=(_text(RATIONALE_CHARS), ...),
-    )
-    return create_model(
-        "ContactLabels",
-        contacts=(Annotated[list[label], Field(min_length=len(ids), max_length=len(ids))], ...),
-    )
+def contact_request_schema(ids: Sequence[str]) -> Schema:
+    """The grammar the model must follow for one call about contacts: one label per id given. Only titled contacts
+    reach a model (a blank title is settled in code), so ``unknown`` is not in it."""
+    label = answer_schema.obj("ContactLabel", {
+        "id": answer_schema.choice(ids, "id"),
+        "seniority": answer_schema.choice(SENIORITY_ASKED, "seniority"),
+        "department": answer_schema.choice(DEPARTMENT_ASKED, "department"),
+        "decision_maker": answer_schema.boolean("decision_maker"),
+        "rationale": answer_schema.text("rationale", max_length=RATIONALE_CHARS, min_length=1),
+    })
+    answer = answer_schema.list_answer("ContactLabels", "contacts", label, max_items=len(ids), min_items=len(ids))
+    return answer_schema.response_format(answer)
 
 
 def settled_label(record: ContactRecord, rule: TitleRule) -> ContactEnrichment:
@@ -112,39 +107,30 @@ def settled_label(record: ContactRecord, rule: TitleRule) -> ContactEnrichment:
                              quality_flags=record.quality_flags)
 
 
-def opportunity_request_schema(ids: Sequence[str]) -> type[BaseModel]:
-    label = create_model(
-        "OpportunityLabel",
-        id=(_enum(ids), ...),
-        risk=(RiskLevel, ...),
-        reason=(_text(RATIONALE_CHARS), ...),
-        next_action=(_text(60, 0), ...),
-    )
-    return create_model(
-        "OpportunityLabels",
-        opportunities=(Annotated[list[label], Field(min_length=len(ids), max_length=len(ids))], ...),
-    )
+def opportunity_request_schema(ids: Sequence[str]) -> Schema:
+    """The grammar for one call about deal profiles: one assessment per id given."""
+    label = answer_schema.obj("OpportunityLabel", {
+        "id": answer_schema.choice(ids, "id"),
+        "risk": answer_schema.choice(get_args(RiskLevel), "risk"),
+        "reason": answer_schema.text("reason", max_length=RATIONALE_CHARS, min_length=1),
+        "next_action": answer_schema.text("next_action", max_length=60, min_length=0),
+    })
+    answer = answer_schema.list_answer("OpportunityLabels", "opportunities", label, max_items=len(ids),
+                                       min_items=len(ids))
+    return answer_schema.response_format(answer)
 
 
-def _id_list(ids: Sequence[str]) -> Any:
-    """A list of one to three ids, each one of ``ids``."""
-    item = _enum(ids)
-    return Annotated[list[item], Field(min_length=1, max_length=3)]  # type: ignore[valid-type]
-
-
-def insights_request_schema(fact_ids: Sequence[str]) -> type[BaseModel]:
-    insight = create_model(
-        "Insight",
-        title=(_text(60), ...),
-        text=(_text(200), ...),
-        kind=(ClaimKind, ...),
-        facts=(_id_list(fact_ids), ...),
-        entity=(Annotated[str, Field(max_length=60)] | None, ...),
-    )
-    return create_model(
-        "InsightAnswers",
-        insights=(Annotated[list[insight], Field(min_length=3, max_length=4)], ...),
-    )
+def insights_request_schema(fact_ids: Sequence[str]) -> Schema:
+    """The grammar for the insights: three or four, each citing one to three of the facts shown."""
+    insight = answer_schema.obj("Insight", {
+        "title": answer_schema.text("title", max_length=60, min_length=1),
+        "text": answer_schema.text("text", max_length=200, min_length=1),
+        "kind": answer_schema.choice(get_args(ClaimKind), "kind"),
+        "facts": answer_schema.array("facts", answer_schema.choice(fact_ids), max_items=3, min_items=1),
+        "entity": answer_schema.optional_text("entity", max_length=60),
+    })
+    return answer_schema.response_format(
+        answer_schema.list_answer("InsightAnswers", "insights", insight, max_items=4, min_items=3))
 
 
 CLOSED_STAGES = {"closed won": ("deal won; nothing at risk", "none"),

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field
 from temporalio.exceptions import ApplicationError
 
+from shared import answer_schema
+from shared.answer_schema import Schema
 from shared.contracts import (
     ContactEnrichment,
     ContactRecord,
@@ -46,20 +48,14 @@ class Judgement(BaseModel):
     problems: list[Problem] = Field(max_length=MAX_PROBLEMS * 2)
 
 
-def _enum(values: Sequence[str]) -> Any:
-    return Literal[tuple(values)]
-
-
-def judgement_schema(ids: Sequence[str]) -> type[BaseModel]:
-    problem = create_model(
-        "Problem",
-        id=(_enum(ids), ...),
-        reason=(Annotated[str, Field(min_length=1, max_length=100)], ...),
-    )
-    return create_model(
-        "Judgement",
-        problems=(Annotated[list[problem], Field(max_length=MAX_PROBLEMS)], ...),
-    )
+def judgement_schema(ids: Sequence[str]) -> Schema:
+    """The grammar of a judgement: at most a few problems, each about one of the records shown."""
+    problem = answer_schema.obj("Problem", {
+        "id": answer_schema.choice(ids, "id"),
+        "reason": answer_schema.text("reason", max_length=100, min_length=1),
+    })
+    return answer_schema.response_format(
+        answer_schema.list_answer("Judgement", "problems", problem, max_items=MAX_PROBLEMS))
 
 
 def attempt_sample(items: Sequence[T], size: int, seed: str) -> list[T]:
