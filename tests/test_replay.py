@@ -17,6 +17,7 @@ from temporalio.worker import Replayer
 
 from services.orchestrator.workflows import ChunkBatchWorkflow, CrmAnalysisWorkflow
 from shared.codec import data_converter, parse_keyring
+from shared.temporal import workflow_runner
 from tests.harness import ROOT
 from tests.replay_variants import AnnouncesMore, AnnouncesMorePatched
 
@@ -51,7 +52,7 @@ def replayer(*classes: type) -> Replayer:
     keyring = parse_keyring("replay:" + "A" * 43 + "=")  # opens nothing recorded in clear; decodes pass-through
     return Replayer(workflows=list(classes) or [CrmAnalysisWorkflow, ChunkBatchWorkflow],
                     data_converter=data_converter(pydantic_data_converter, keyring),
-                    interceptors=[TracingInterceptor()])
+                    interceptors=[TracingInterceptor()], workflow_runner=workflow_runner())
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -45,6 +45,10 @@ with workflow.unsafe.imports_passed_through():
     from shared.events import BranchPlan, EventBody, EventKind, ProgressBatch, ProgressEvent
     from shared.failures import failure_reason
 
+# The modules workflow code runs in. They run outside Temporal's sandbox (shared/temporal.workflow_runner), so
+# tests/test_determinism.py holds them deterministic.
+WORKFLOW_MODULES = ("services.orchestrator.workflows", "services.orchestrator.gate", "services.orchestrator.fanout",
+                    "services.orchestrator.review_desk")
 GATE_MANIFESTS = "gate-manifests"  # workflow.patched id: gate records in the store, not in payloads
 # workflow.patched id: fewer hand-offs between steps (docs/benchmarks.md). The orchestrator's own activities
 # (record_batch, the report) are local activities, and a verdict is announced with what follows it in one local
