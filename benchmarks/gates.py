@@ -34,7 +34,6 @@ from services.analyzer.catalogue import build_catalogue
 from services.analyzer.ingest import contact_facts, opportunity_facts, parse_contacts, parse_opportunities
 from services.validator.checks import check_contacts, check_opportunities
 from services.validator.claims import check_insights
-from shared.artifacts import ArtifactStore
 from shared.contracts import (
     ContactChunkOutput,
     ContactEnrichment,
@@ -51,7 +50,7 @@ from shared.contracts import (
     RiskLevel,
     Seniority,
 )
-from shared.datasets import chunk_key, write_chunk
+from shared.datasets import chunk_frame
 from shared.figures import fact_value
 from shared.taxonomy import (
     FUNCTIONS,
@@ -349,17 +348,9 @@ def _failures_beyond(base: list[FailedCheck], now: list[FailedCheck]) -> bool:
 
 
 def sample_catalogue(contacts: list[ContactRecord], deals: list[OpportunityRecord],
-                     labels: list[ContactEnrichment], risks: list[OpportunityRisk], folder: Path) -> FactCatalogue:
-    store = ArtifactStore(folder)
-    from shared.contracts import DatasetRef
-
-    write_chunk(store, "contacts", chunk_key("eval", "contacts", 0), [c.model_dump() for c in contacts])
-    write_chunk(store, "opportunities", chunk_key("eval", "opportunities", 0), [d.model_dump() for d in deals])
-    contact_set = DatasetRef(branch="contacts", source_name="c", rows=len(contacts), chunk_size=len(contacts),
-                             chunk_count=1, chunk_prefix="runs/eval/data/contacts")
-    deal_set = DatasetRef(branch="opportunities", source_name="o", rows=len(deals), chunk_size=len(deals),
-                          chunk_count=1, chunk_prefix="runs/eval/data/opportunities")
-    facts = Facts(contacts=contact_facts(store, contact_set), opportunities=opportunity_facts(store, deal_set))
+                     labels: list[ContactEnrichment], risks: list[OpportunityRisk]) -> FactCatalogue:
+    facts = Facts(contacts=contact_facts(chunk_frame("contacts", [c.model_dump() for c in contacts])),
+                  opportunities=opportunity_facts(chunk_frame("opportunities", [d.model_dump() for d in deals])))
     people = pl.DataFrame([{"id": c.id, "company": c.company, "title": c.title} for c in contacts])
     frame = pl.DataFrame([{"id": d.id, "name": d.name, "stage": d.stage, "amount": d.amount,
                            "contact_id": d.contact_id} for d in deals],
@@ -372,9 +363,7 @@ def sample_catalogue(contacts: list[ContactRecord], deals: list[OpportunityRecor
     return catalogue
 
 
-def evaluate(seed: int = 7, work: Path | None = None) -> Evaluation:
-    import tempfile
-
+def evaluate(seed: int = 7) -> Evaluation:
     rng = random.Random(seed)
     contacts = list(parse_contacts(str(SAMPLE / "crm_contacts.csv")))
     deals = list(parse_opportunities(str(SAMPLE / "crm_opportunities.csv"), {c.id for c in contacts}))
@@ -419,8 +408,7 @@ def evaluate(seed: int = 7, work: Path | None = None) -> Evaluation:
                   for i, records in enumerate(_chunks(deals))]
     measure("opportunities", deal_pairs, check_opportunities, OPPORTUNITY_ERRORS)
 
-    with tempfile.TemporaryDirectory() as folder:
-        catalogue = sample_catalogue(contacts, deals, labels, risks, work or Path(folder))
+    catalogue = sample_catalogue(contacts, deals, labels, risks)
     result.catalogue = catalogue
     variants = [correct_insights(catalogue, total, ranking) for total, ranking in INSIGHT_VARIANTS]
     bases = []

@@ -32,10 +32,19 @@ _SCHEMAS: dict[Branch, dict[str, pl.DataType]] = {
 }
 
 
-def write_chunk(store: ArtifactStore, branch: Branch, key: str, rows: Sequence[Mapping[str, object]]) -> ArtifactRef:
+def chunk_frame(branch: Branch, rows: Sequence[Mapping[str, object]]) -> pl.DataFrame:
+    """Records (as ``model_dump`` writes them) as a frame of the branch's chunk schema."""
+    return pl.DataFrame(list(rows), schema=_SCHEMAS[branch])
+
+
+def write_frame(store: ArtifactStore, key: str, frame: pl.DataFrame) -> ArtifactRef:
     buffer = io.BytesIO()
-    pl.DataFrame(list(rows), schema=_SCHEMAS[branch]).write_parquet(buffer)
+    frame.write_parquet(buffer)
     return store.write_bytes(key, buffer.getvalue())
+
+
+def write_chunk(store: ArtifactStore, branch: Branch, key: str, rows: Sequence[Mapping[str, object]]) -> ArtifactRef:
+    return write_frame(store, key, chunk_frame(branch, rows))
 
 
 def read_frame(store: ArtifactStore, ref: ArtifactRef, columns: Sequence[str] | None = None) -> pl.DataFrame:

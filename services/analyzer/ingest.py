@@ -22,7 +22,6 @@ import polars as pl
 from shared.artifacts import ArtifactStore
 from shared.contracts import (
     MAX_LISTED,
-    ArtifactRef,
     Branch,
     ContactFacts,
     ContactRecord,
@@ -37,7 +36,7 @@ from shared.contracts import (
     QualityFlag,
     StageItem,
 )
-from shared.datasets import CONTACT_COLUMNS, OPPORTUNITY_COLUMNS, chunk_key, read_frame, scan_chunks, write_chunk
+from shared.datasets import CONTACT_COLUMNS, OPPORTUNITY_COLUMNS, chunk_frame, chunk_key, write_frame
 from shared.figures import share_pct
 from shared.taxonomy import company_key, stage_key, stage_name, title_key
 
@@ -269,6 +268,12 @@ def parse_opportunities(path: str, contact_ids: set[str], decimal_separator: str
         )
 
 
+# The columns the facts are computed from, kept in memory as the chunks are written (reading every chunk back from
+# the store cost more than parsing the export: about 2 ms a file)
+FACT_COLUMNS: dict[Branch, tuple[str, ...]] = {"contacts": ("id", "company", "title", "quality_flags"),
+                                               "opportunities": ("id", "stage", "amount", "quality_flags")}
+
+
 def _write_dataset(
     store: ArtifactStore,
     run_id: str,
@@ -277,27 +282,34 @@ def _write_dataset(
     records: Iterator[ContactRecord] | Iterator[OpportunityRecord],
     chunk_size: int,
     on_chunk: Callable[[int], None],
-) -> DatasetRef:
-    chunks: list[ArtifactRef] = []
+) -> tuple[DatasetRef, pl.DataFrame]:
+    """Write the records as chunk files; returns the dataset and its fact columns over every row."""
+    written = 0
+    kept: list[pl.DataFrame] = []
     pending: list[dict[str, object]] = []
     rows = 0
+
+    def flush() -> None:
+        nonlocal written, pending
+        frame = chunk_frame(branch, pending)
+        write_frame(store, chunk_key(run_id, branch, written), frame)
+        kept.append(frame.select(FACT_COLUMNS[branch]))
+        written += 1
+        pending = []
+
     for record in records:
         pending.append(record.model_dump())
         rows += 1
         if len(pending) == chunk_size:
-            chunks.append(write_chunk(store, branch, chunk_key(run_id, branch, len(chunks)), pending))
-            pending = []
+            flush()
             on_chunk(rows)
     if pending:
-        chunks.append(write_chunk(store, branch, chunk_key(run_id, branch, len(chunks)), pending))
+        flush()
     if rows == 0:
         raise BadInputError(source, "has a header but no data rows")
-    return DatasetRef(branch=branch, source_name=Path(source).name, rows=rows, chunk_size=chunk_size,
-                      chunk_count=len(chunks), chunk_prefix=chunk_key(run_id, branch, 0).rsplit("/", 1)[0])
-
-
-def _scan(store: ArtifactStore, dataset: DatasetRef) -> pl.LazyFrame:
-    return scan_chunks(store, dataset.chunks)
+    dataset = DatasetRef(branch=branch, source_name=Path(source).name, rows=rows, chunk_size=chunk_size,
+                         chunk_count=written, chunk_prefix=chunk_key(run_id, branch, 0).rsplit("/", 1)[0])
+    return dataset, pl.concat(kept, how="vertical", rechunk=True)
 
 
 def _keyed(frame: pl.DataFrame, column: str, key: Callable[[str], str]) -> pl.DataFrame:
@@ -313,9 +325,10 @@ def _display_names(frame: pl.DataFrame, column: str) -> dict[str, str]:
     return {row[f"{column}_key"]: row[column] for row in spellings.unique(f"{column}_key", keep="first").to_dicts()}
 
 
-def contact_facts(store: ArtifactStore, dataset: DatasetRef) -> ContactFacts:
-    frame = _keyed(_keyed(_scan(store, dataset).select("company", "title", "quality_flags").collect(),
-                          "company", company_key), "title", title_key)
+def contact_facts(contacts: pl.DataFrame) -> ContactFacts:
+    """The contact facts over every row (columns company, title, quality_flags)."""
+    frame = _keyed(_keyed(contacts.select("company", "title", "quality_flags"), "company", company_key), "title",
+                   title_key)
     names = _display_names(frame, "company")
     companies = (
         frame.filter(pl.col("company_key") != "")
@@ -345,9 +358,9 @@ def _money_sum(frame: pl.DataFrame) -> Decimal:
     return Decimal(total).quantize(CENT) if total is not None else Decimal("0.00")
 
 
-def opportunity_facts(store: ArtifactStore, dataset: DatasetRef) -> OpportunityFacts:
-    frame = _keyed(_scan(store, dataset).select("id", "stage", "amount", "quality_flags").collect(), "stage",
-                   stage_key)
+def opportunity_facts(deals: pl.DataFrame) -> OpportunityFacts:
+    """The opportunity facts over every row (columns id, stage, amount, quality_flags)."""
+    frame = _keyed(deals.select("id", "stage", "amount", "quality_flags"), "stage", stage_key)
     won = frame.filter(pl.col("stage_key") == WON_STAGE)
     lost = frame.filter(pl.col("stage_key") == LOST_STAGE)
     open_deals = frame.filter(~pl.col("stage_key").is_in([WON_STAGE, LOST_STAGE]))
@@ -391,20 +404,18 @@ def ingest(store: ArtifactStore, request: IngestRequest, heartbeat: Callable[[in
         if not store.exists(ref):
             raise BadInputError(name, "file not found (it is not in the artifact store; start the run again)")
     with store.local_copy(request.contacts, request.contacts_name) as path:
-        contacts = _write_dataset(
+        contacts, contact_columns = _write_dataset(
             store, request.run_id, "contacts", str(path),
             parse_contacts(str(path), request.keep_extra_columns, warnings),
             request.contact_chunk_size, heartbeat,
         )
-    contact_ids: set[str] = set()
-    for ref in contacts.chunks:
-        contact_ids.update(read_frame(store, ref, ["id"]).get_column("id").to_list())
+    contact_ids = set(contact_columns.get_column("id").to_list())
     with store.local_copy(request.opportunities, request.opportunities_name) as path:
-        opportunities = _write_dataset(
+        opportunities, deal_columns = _write_dataset(
             store, request.run_id, "opportunities", str(path),
             parse_opportunities(str(path), contact_ids, request.decimal_separator, request.keep_extra_columns,
                                 warnings),
             request.opportunity_chunk_size, heartbeat,
         )
-    facts = Facts(contacts=contact_facts(store, contacts), opportunities=opportunity_facts(store, opportunities))
+    facts = Facts(contacts=contact_facts(contact_columns), opportunities=opportunity_facts(deal_columns))
     return IngestResult(contacts=contacts, opportunities=opportunities, facts=facts, warnings=warnings[:10])
