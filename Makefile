@@ -3,6 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen --extra local --extra dev-stack
+# Python caches the bytecode of what it imports, unless the environment says not to (this machine's does): every
+# process of a test or a demo would compile the agent framework, the SDKs and our code again, about 2.5 s each.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install test lint typecheck demo dev clean histories bench
 
