@@ -4,7 +4,8 @@ Publishing never fails or stalls a run: events wait in a bounded in-process buff
 delivered, in order, when it returns; what overflows the buffer is counted per run and reported on the run.
 Each event id is published once: a small Lua script gives the id its per-run sequence number the first time it
 is seen, and a transaction writes the two stream entries and marks the id done together, so a step that
-announces itself again after a crash or a retry is dropped at the source.
+announces itself again after a crash or a retry is dropped at the source. The events waiting in the buffer go
+together, up to ``BATCH`` of them in two round trips (the claims, then one transaction).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
@@ -24,21 +27,28 @@ from shared.events import ALL_RUNS_STREAM, FINAL_KINDS, ProgressEvent, run_strea
 
 log = logging.getLogger("tollgate.progress")
 
-# KEYS: dedupe key, run sequence key. Returns [seq, state]: state is "new", "claimed" (seq given by an earlier
-# attempt that never finished publishing: publish it now) or "done" (already published: drop it).
+# KEYS: a dedupe key and its run's sequence key, for each event in turn. Returns [seq, state] for each: state is
+# "new", "claimed" (seq given by an earlier attempt that never finished publishing: publish it now) or "done"
+# (already published: drop it).
 _CLAIM = """
-local held = redis.call('GET', KEYS[1])
-if held then
-  local seq, state = string.match(held, '^(%d+):(%a+)$')
-  return {tonumber(seq), state}
+local claimed = {}
+for i = 1, #KEYS, 2 do
+  local held = redis.call('GET', KEYS[i])
+  if held then
+    local seq, state = string.match(held, '^(%d+):(%a+)$')
+    claimed[#claimed + 1] = {tonumber(seq), state}
+  else
+    local seq = redis.call('INCR', KEYS[i + 1])
+    redis.call('SET', KEYS[i], seq .. ':claimed', 'EX', ARGV[1])
+    claimed[#claimed + 1] = {seq, 'new'}
+  end
 end
-local seq = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], seq .. ':claimed', 'EX', ARGV[1])
-return {seq, 'new'}
+return claimed
 """
 
 
 POISON_AFTER = 5  # an event that fails this often for a reason other than Redis is dropped and counted lost
+BATCH = 64  # events delivered in one claim and one transaction
 
 
 class ProgressPublisher:
@@ -105,13 +115,15 @@ class ProgressPublisher:
     async def _deliver(self) -> None:
         delay = 0.05
         failures = 0
+        alone = 0  # events still to deliver one at a time: a batch failed for a reason that is not Redis
         while True:
             if not self._pending:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            batch = [self._pending[0]] if alone else list(islice(self._pending, BATCH))
             try:
-                await self.publish(self._pending[0])
+                await self.publish_many(batch)
             except (RedisError, OSError) as error:
                 log.warning("Redis unreachable (%s); %d progress events wait, retrying in %.1fs", error,
                             len(self._pending), delay)
@@ -119,46 +131,60 @@ class ProgressPublisher:
                 delay = min(delay * 2, 2.0)
                 continue
             except Exception as error:  # not Redis: a bug or a bad event; it must not stop the events behind it
+                if len(batch) > 1:  # find which: these go one at a time
+                    alone = len(batch)
+                    continue
                 failures += 1
                 if failures < POISON_AFTER:
-                    log.warning("publishing %s failed (%s: %s); retrying", self._pending[0].event_id,
+                    log.warning("publishing %s failed (%s: %s); retrying", batch[0].event_id,
                                 type(error).__name__, str(error)[:200])
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
                 event = self._pending.popleft()
+                alone = max(0, alone - 1)
                 self._lost[event.run_id] = self._lost.get(event.run_id, 0) + 1
                 log.error("dropped progress event %s after %d failures (%s: %s); the run counts it lost",
                           event.event_id, failures, type(error).__name__, str(error)[:200])
                 failures, delay = 0, 0.05
                 continue
-            self._pending.popleft()
+            for _ in batch:
+                self._pending.popleft()
+            alone = max(0, alone - len(batch))
             failures, delay = 0, 0.05
 
     async def publish(self, event: ProgressEvent) -> bool:
         """Publish one event now, unless its id was published before; True if it was written."""
+        return await self.publish_many([event]) == 1
+
+    async def publish_many(self, events: Sequence[ProgressEvent]) -> int:
+        """Publish events now, in order, each unless its id was published before; returns how many were written."""
         if not self._connected:
             await self.broker.connect()
             self._connected = True
-        dedupe = f"tollgate:event:{event.event_id}"
         ttl = int(self.retention.total_seconds())
-        seq, state = await self.redis.eval(_CLAIM, 2, dedupe, f"tollgate:seq:{event.run_id}", ttl)
-        state = state.decode() if isinstance(state, bytes) else str(state)
-        if state == "done":
-            self.duplicates += 1
-            await self.redis.incr(f"tollgate:duplicates:{event.run_id}")
-            return False
-        update: dict[str, object] = {"seq": int(seq), "published_at": datetime.now(UTC)}
-        if event.kind in FINAL_KINDS:
-            update["body"] = event.body.model_copy(update={"events_lost": self.lost(event.run_id)})
-        stamped = event.model_copy(update=update)
-        body = stamped.model_dump_json().encode()
-        stream = run_stream(event.run_id)
+        keys = [key for event in events for key in (f"tollgate:event:{event.event_id}", f"tollgate:seq:{event.run_id}")]
+        claims = await self.redis.eval(_CLAIM, len(keys), *keys, ttl)
+        written = 0
+        seen: set[str] = set()  # an id twice in one batch: the second is a duplicate like any other
         async with self.redis.pipeline(transaction=True) as pipe:
-            await self.broker.publish(body, stream=stream, maxlen=self.run_maxlen, pipeline=pipe)
-            await self.broker.publish(body, stream=ALL_RUNS_STREAM, maxlen=self.all_maxlen, pipeline=pipe)
-            pipe.set(dedupe, f"{int(seq)}:done", ex=ttl)
-            pipe.expire(stream, ttl)
+            for event, (seq, state) in zip(events, claims, strict=True):
+                state = state.decode() if isinstance(state, bytes) else str(state)
+                if state == "done" or event.event_id in seen:
+                    self.duplicates += 1
+                    pipe.incr(f"tollgate:duplicates:{event.run_id}")
+                    continue
+                update: dict[str, object] = {"seq": int(seq), "published_at": datetime.now(UTC)}
+                if event.kind in FINAL_KINDS:
+                    update["body"] = event.body.model_copy(update={"events_lost": self.lost(event.run_id)})
+                body = event.model_copy(update=update).model_dump_json().encode()
+                stream = run_stream(event.run_id)
+                await self.broker.publish(body, stream=stream, maxlen=self.run_maxlen, pipeline=pipe)
+                await self.broker.publish(body, stream=ALL_RUNS_STREAM, maxlen=self.all_maxlen, pipeline=pipe)
+                pipe.set(f"tollgate:event:{event.event_id}", f"{int(seq)}:done", ex=ttl)
+                pipe.expire(stream, ttl)
+                seen.add(event.event_id)
+                written += 1
             await pipe.execute()
-        self.published += 1
-        return True
+        self.published += written
+        return written

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from temporalio.client import Client
@@ -124,16 +124,16 @@ async def test_an_unwritable_store_is_waited_out(client: Client, stack: Stack, s
 
 async def test_the_publisher_survives_an_error_that_is_not_redis(redis_url: str, run_id: str) -> None:
     publisher = ProgressPublisher(redis_url)
-    original = publisher.publish
+    original = publisher.publish_many
     calls = {"n": 0}
 
-    async def flaky(event: ProgressEvent) -> bool:
+    async def flaky(events: Sequence[ProgressEvent]) -> int:
         calls["n"] += 1
-        if event.step == "poison" or calls["n"] == 1:
+        if any(event.step == "poison" for event in events) or calls["n"] == 1:
             raise ValueError("not a Redis error")
-        return await original(event)
+        return await original(events)
 
-    publisher.publish = flaky  # type: ignore[method-assign]
+    publisher.publish_many = flaky  # type: ignore[method-assign]
     from datetime import UTC, datetime
 
     def event(number: int, step: str = "") -> ProgressEvent:

@@ -59,3 +59,30 @@ async def test_overflowing_buffer_counts_what_it_drops() -> None:
     assert lost == [0, 0, 1, 2, 3] and publisher.lost("r") == 3 and publisher.backlog == 2
     assert publisher.lost("another-run") == 0
     await publisher.close(drain_seconds=0)
+
+
+async def test_a_batch_publishes_each_id_once_in_order(redis_url: str) -> None:
+    # the buffer goes out in batches; within a batch as across them, an id is published once and the run's sequence
+    # numbers follow the order events were submitted, with no gap
+    from client.watch import decode
+    from shared.events import run_stream
+
+    run_id = f"batch-{uuid.uuid4().hex[:8]}"
+    publisher = ProgressPublisher(redis_url)
+    now = datetime.now(UTC)
+
+    def event(number: int) -> ProgressEvent:
+        return ProgressEvent(event_id=f"{run_id}:{number}", run_id=run_id, kind="step_started", at=now)
+
+    try:
+        assert await publisher.publish(event(0))
+        for number in [1, 2, 2, 0, *range(3, 150), 7]:  # a repeat within the batch, one published before, one late
+            publisher.submit(event(number))
+        assert await publisher.drain(10)
+        entries = await publisher.redis.xrange(run_stream(run_id))
+        published = [decode(fields) for _id, fields in entries]  # raw entries: nothing dropped on the way
+        assert [e.event_id for e in published] == [f"{run_id}:{n}" for n in range(150)]
+        assert [e.seq for e in published] == list(range(1, 151))
+        assert publisher.published == 150 and publisher.duplicates == 3
+    finally:
+        await publisher.close()
