@@ -123,6 +123,12 @@ def configure_logging(service: str) -> None:
     workflow.logger.workflow_info_on_message = False
 
 
+# A step's heartbeats reach the server at most this often (the SDK's default is 80 % of the heartbeat timeout, 16 s):
+# a cancel (a run cancelled, or a sibling that failed) reaches a step within this, and a step that waits for its
+# cancellation (gate.run_step's wait_cancelled) waits no longer. One small call to the server a step in flight.
+HEARTBEAT_SENT_EVERY = timedelta(seconds=2)
+
+
 async def serve(
     settings: Settings,
     *,
@@ -161,6 +167,7 @@ async def serve(
             interceptors=[ActivityEvents(publisher)] if publisher else [],
             deployment_config=deployment_config(settings),
             workflow_runner=workflow_runner(),
+            max_heartbeat_throttle_interval=HEARTBEAT_SENT_EVERY,
         )
         async with worker:
             log.info("serving task queue %s at %s", task_queue, settings.temporal_address)

@@ -45,8 +45,11 @@ async def _run(client: Client, settings: Settings, run_id: str,
 
 
 async def _save(client: Client, run_id: str, scenario: str) -> list[Path]:
+    """The run's history and its batches' (a branch of several batches has a child workflow for each)."""
     written = []
-    for workflow_id in (run_id, f"{run_id}.contacts.batch-0000", f"{run_id}.opportunities.batch-0000"):
+    await asyncio.sleep(1.0)  # visibility lists the children a moment after they close
+    children = sorted([w.id async for w in client.list_workflows(f"WorkflowId STARTS_WITH '{run_id}.'")])
+    for workflow_id in (run_id, *children):
         history = await client.get_workflow_handle(workflow_id).fetch_history()
         kind = "run" if workflow_id == run_id else workflow_id.split(".", 1)[1].replace(".", "-")
         path = HISTORIES / f"{scenario}.{kind}.json"
@@ -97,6 +100,8 @@ async def record() -> list[Path]:
 
             await _run(client, base, "h-crash", crash)
             written += await _save(client, "h-crash", "analyzer-crash")
+            # the contacts in two batches: each a child workflow, as a large export's are
+            written += await _run_and_save(client, base.model_copy(update={"chunks_per_batch": 1}), "batched")
         except BaseException:
             print(stack.log_text()[-4000:], file=sys.stderr)
             raise

@@ -15,7 +15,7 @@ from services.orchestrator.workflows import WORKFLOW_MODULES
 
 ALLOWED_IMPORTS = {
     "__future__", "asyncio", "contextlib", "collections.abc", "dataclasses", "functools", "typing", "datetime",
-    "temporalio", "temporalio.common", "temporalio.exceptions", "pydantic",
+    "temporalio", "temporalio.common", "temporalio.exceptions", "temporalio.workflow", "pydantic",
     "shared", "shared.contracts", "shared.events", "shared.steps", "shared.failures", *WORKFLOW_MODULES,
 }
 FROM_DATETIME = {"timedelta"}  # a duration, never the current time

@@ -79,7 +79,8 @@ async def test_a_batch_publishes_each_id_once_in_order(redis_url: str) -> None:
         for number in [1, 2, 2, 0, *range(3, 150), 7]:  # a repeat within the batch, one published before, one late
             publisher.submit(event(number))
         assert await publisher.drain(10)
-        entries = await publisher.redis.xrange(run_stream(run_id))
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await publisher.redis.xrange(
+            run_stream(run_id))  # type: ignore[assignment]
         published = [decode(fields) for _id, fields in entries]  # raw entries: nothing dropped on the way
         assert [e.event_id for e in published] == [f"{run_id}:{n}" for n in range(150)]
         assert [e.seq for e in published] == list(range(1, 151))

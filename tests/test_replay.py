@@ -58,25 +58,37 @@ def replayer(*classes: type) -> Replayer:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_every_scenario_is_recorded_and_is_what_it_says(version: str) -> None:
     histories = [p for p in HISTORIES if p.parent.name == version]
-    assert {p.name.split(".")[0] for p in histories} == SCENARIOS
+    assert {p.name.split(".")[0] for p in histories} == SCENARIOS | ({"batched"} if version == "current" else set())
     text = {p.name: p.read_text() for p in histories}
+
+    def scenario(name: str) -> str:  # the run and its batches' histories, as one text
+        return "".join(t for n, t in text.items() if n.startswith(f"{name}."))
+
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED" in text["budget-spent.run.json"]
-    assert "GateBudgetSpent" in text["budget-spent.contacts-batch-0000.json"]
-    assert "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" in text["review-decided.contacts-batch-0000.json"]
+    assert "GateBudgetSpent" in scenario("budget-spent")
+    assert "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" in scenario("review-decided")
     for name in ("clean", "rejected-then-fixed", "quarantine", "review-decided", "analyzer-crash"):
         assert "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED" in text[f"{name}.run.json"], name
-    # v1 passed gate records in payloads; v2 keeps them in the store with an activity per batch; the current
-    # version records them and writes the report in local activities and announces a verdict with what follows
+    # v1 passed gate records in payloads; v2 keeps them in the store with an activity per batch; v3 records them and
+    # writes the report in local activities and announces a verdict with what follows; the current version gates a
+    # branch of one batch in the run itself, and the batches of a branch of several in child workflows
     remote, local, patches = commands(ROOT / "tests" / "histories" / version / "clean.run.json")
-    _, batch_local, batch_patches = commands(ROOT / "tests" / "histories" / version / "clean.contacts-batch-0000.json")
+    batch = "batched.contacts-batch-0000.json" if version == "current" else "clean.contacts-batch-0000.json"
+    _, batch_local, batch_patches = commands(ROOT / "tests" / "histories" / version / batch)
     assert patches == {"v1-lists": [], "v2-manifests": ["gate-manifests"],
-                       "current": ["lean-hand-offs", "gate-manifests"]}[version]
+                       "v3-children": ["lean-hand-offs", "gate-manifests"],
+                       "current": ["lean-hand-offs", "inline-batches", "gate-manifests"]}[version]
     assert ("record_batch" in remote, "write_report" in remote) == ((True, True) if version == "v2-manifests" else
                                                                     (False, version == "v1-lists"))
-    assert ("record_batch" in local and "write_report" in local) == (version == "current")
-    assert batch_patches == (["lean-hand-offs"] if version == "current" else [])
-    assert ("publish_progress_many" in batch_local) == (version == "current")
-    crash = json.loads(text["analyzer-crash.contacts-batch-0000.json"])
+    lean = version in ("v3-children", "current")
+    assert ("record_batch" in local and "write_report" in local) == lean
+    assert batch_patches == {"v3-children": ["lean-hand-offs"], "current": ["lean-hand-offs", "inline-batches"]}.get(
+        version, [])
+    assert ("publish_progress_many" in batch_local) == lean
+    assert ("enrich_contact_chunk" in remote) == (version == "current")  # gated in the run itself
+    assert ("clean.contacts-batch-0000.json" in text) == (version != "current")
+    crash = json.loads(text["analyzer-crash.run.json" if version == "current"
+                            else "analyzer-crash.contacts-batch-0000.json"])
     started = [e["activityTaskStartedEventAttributes"] for e in crash["events"]
                if "activityTaskStartedEventAttributes" in e]
     assert any(a.get("attempt", 1) > 1 for a in started), "the killed analyzer's step ran again"
@@ -89,7 +101,7 @@ async def test_the_current_code_replays_every_recorded_history(path: Path) -> No
 
 
 async def test_an_unpatched_change_fails_replay_and_a_patched_one_passes() -> None:
-    assert VERSIONS == ["current", "v1-lists", "v2-manifests"]
+    assert VERSIONS == ["current", "v1-lists", "v2-manifests", "v3-children"]
     run = history(ROOT / "tests" / "histories" / "current" / "clean.run.json")
     broken = await replayer(AnnouncesMore, ChunkBatchWorkflow).replay_workflow(run, raise_on_replay_failure=False)
     assert broken.replay_failure is not None and "nondetermin" in str(broken.replay_failure).lower()

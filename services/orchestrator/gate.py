@@ -23,6 +23,7 @@ from temporalio.exceptions import (
     TimeoutType,
     is_cancelled_exception,
 )
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
@@ -62,11 +63,14 @@ KEPT_REASONS = 5  # reasons per rejection kept in the run's history and report
 
 
 async def run_step(activity: str, argument: BaseModel, result_type: type[R], policy: StepPolicy,
-                   task_queue: str, step: str, *, local: bool = False) -> R:
+                   task_queue: str, step: str, *, local: bool = False, wait_cancelled: bool = False) -> R:
     """Run one activity under its step class's timeouts and retry policy; its result is checkpointed.
 
     ``local``: an activity of the orchestrator's own, run by the worker that runs the workflow (a local activity:
     no task-queue round trip, no workflow task of its own; its result is checkpointed as a marker).
+    ``wait_cancelled``: a cancelled step waits until its worker has stopped it (it learns of the cancel at its next
+    heartbeat, within the workers' heartbeat interval) instead of being abandoned at once; a fan-out that fails
+    then ends only after nothing of it runs any more, and no late result can reach a workflow that is failing.
     When Temporal gives up on it, the error names the step, the activity and the limit it hit."""
     retry_policy = RetryPolicy(
         initial_interval=policy.initial_retry,
@@ -95,6 +99,8 @@ async def run_step(activity: str, argument: BaseModel, result_type: type[R], pol
                 schedule_to_close_timeout=policy.schedule_to_close,
                 heartbeat_timeout=policy.heartbeat,
                 retry_policy=retry_policy,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED if wait_cancelled
+                else ActivityCancellationType.TRY_CANCEL,
             )
     except ActivityError as error:
         if is_cancelled_exception(error):

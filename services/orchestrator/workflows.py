@@ -52,9 +52,12 @@ WORKFLOW_MODULES = ("services.orchestrator.workflows", "services.orchestrator.ga
 GATE_MANIFESTS = "gate-manifests"  # workflow.patched id: gate records in the store, not in payloads
 # workflow.patched id: fewer hand-offs between steps (docs/benchmarks.md). The orchestrator's own activities
 # (record_batch, the report) are local activities, and a verdict is announced with what follows it in one local
-# activity. (A branch of one batch stays a child workflow: gated in the run itself, a failing fan-out's late
-# activity results reach the run while it fails, and its run_failed event could name fewer steps than its failure.)
+# activity.
 LEAN = "lean-hand-offs"
+# workflow.patched id: a branch of one batch is gated in the run itself, not in a child workflow (two hand-offs and
+# a workflow fewer, docs/benchmarks.md); its steps wait for a cancelled sibling to stop (run_step's wait_cancelled),
+# so that no late result reaches the run while it fails and its run_failed event names every step that failed.
+INLINE = "inline-batches"
 ANALYZE = {"contacts": steps.ENRICH_CONTACTS, "opportunities": steps.ASSESS_OPPORTUNITIES}
 VALIDATE = {"contacts": steps.VALIDATE_CONTACTS, "opportunities": steps.VALIDATE_OPPORTUNITIES}
 
@@ -165,9 +168,9 @@ class StepAnnouncer:
                                   EventBody(reasons=[c.reason for c in feedback[:12]])))
 
 
-async def gate_batch(desk: ReviewDesk, request: BatchRequest, lean: bool) -> BatchResult:
+async def gate_batch(desk: ReviewDesk, request: BatchRequest, lean: bool, wait_cancelled: bool = False) -> BatchResult:
     """Gate a batch of chunks of one branch, at most ``max_parallel_chunks`` at a time; a chunk whose budget is
-    spent waits at ``desk`` for its review while the others go on."""
+    spent waits at ``desk`` for its review while the others go on. ``wait_cancelled``: see ``run_step``."""
     options = request.options
     slots = asyncio.Semaphore(options.max_parallel_chunks)
     spent = 0
@@ -180,6 +183,7 @@ async def gate_batch(desk: ReviewDesk, request: BatchRequest, lean: bool) -> Bat
                              attempt=attempt, feedback=feedback, reuse=options.reuse)
             return await run_step(
                 ANALYZE[request.branch], task, StepOutput, options.analysis, options.analyzer_queue, step,
+                wait_cancelled=wait_cancelled,
             )
 
         async def validate(output: StepOutput, ai: bool) -> GateVerdict:
@@ -187,6 +191,7 @@ async def gate_batch(desk: ReviewDesk, request: BatchRequest, lean: bool) -> Bat
                                   ai_review_sample=options.ai_review_sample if ai else 0, chunk=chunk)
             return await run_step(
                 VALIDATE[request.branch], task, GateVerdict, options.validation, options.validator_queue, step,
+                wait_cancelled=wait_cancelled,
             )
 
         nonlocal spent
@@ -219,7 +224,7 @@ class ChunkBatchWorkflow(ReviewDesk):
 
     @workflow.run
     async def run(self, request: BatchRequest) -> BatchResult:
-        return await gate_batch(self, request, lean=workflow.patched(LEAN))
+        return await gate_batch(self, request, lean=workflow.patched(LEAN), wait_cancelled=workflow.patched(INLINE))
 
 
 @workflow.defn(name=steps.WORKFLOW)
@@ -232,6 +237,7 @@ class CrmAnalysisWorkflow(ReviewDesk):
         self._tokens = 0
         self._manifests = False
         self._lean = False
+        self._inline = False
 
     @workflow.query
     def progress(self) -> RunProgress:
@@ -243,6 +249,7 @@ class CrmAnalysisWorkflow(ReviewDesk):
     @workflow.run
     async def run(self, request: RunRequest) -> RunResult:
         self._lean = workflow.patched(LEAN)
+        self._inline = workflow.patched(INLINE)
         await announce(request.run_id, "run_started")
         try:
             result = await self._run(request)
@@ -349,8 +356,9 @@ class CrmAnalysisWorkflow(ReviewDesk):
         return result
 
     async def _branch(self, run_id: str, dataset: DatasetRef, options: RunOptions) -> tuple[list[GateRecord], int]:
-        """One child workflow per batch of chunks, one batch after another. Returns the gate records (runs from
-        before the manifests) or none, and how many batches were recorded in the store."""
+        """One child workflow per batch of chunks, one batch after another; a branch of one batch is gated here.
+        Returns the gate records (runs from before the manifests) or none, and how many batches were recorded in
+        the store."""
         gates: list[GateRecord] = []
         recorded = 0
         size = options.chunks_per_batch
@@ -363,7 +371,10 @@ class CrmAnalysisWorkflow(ReviewDesk):
                     raise budget_spent(run_id, f"{dataset.branch} batch {number}", self._tokens, options.token_budget)
             batch = BatchRequest(run_id=run_id, branch=dataset.branch, chunks=dataset.chunks[start:start + size],
                                  first_index=start, options=options, token_allowance=allowance)
-            result = await self._child_batch(batch, number)
+            if self._inline and len(dataset.chunks) <= size:
+                result = await gate_batch(self, batch, lean=True, wait_cancelled=True)
+            else:
+                result = await self._child_batch(batch, number)
             self._tokens += sum(gate.usage.tokens for gate in result.gates)
             if self._manifests:
                 await run_step(steps.RECORD_BATCH, BatchRecord(run_id=run_id, branch=dataset.branch, number=number,
