@@ -28,7 +28,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from benchmarks.common import Figure, Figures, export, free_port, histories, peaks, stack, timed_run
-from benchmarks.floor import Floor, SequentialFloor, noop
+from benchmarks.floor import Floor, SequentialFloor, ShapeFloor, noop
 from client.cli import start_run
 from client.demo import DEMO_SETTINGS, SAMPLE
 from client.devstack import DevStack
@@ -54,6 +54,19 @@ async def floor(client: Client, count: int) -> float:
         start = time.monotonic()
         await client.execute_workflow("BenchFloor", count, id=f"floor-{time.time_ns()}", task_queue=queue)
         return count / (time.monotonic() - start)
+
+
+async def shape_floor(client: Client, steps: int, in_flight: int) -> float:
+    """The dev server's floor for the pipeline's shape: bare steps a second, each an activity on one task queue then
+    one on another, ``in_flight`` at a time, the workflow and the two activity queues served by three workers."""
+    queue = f"bench-shape-{os.getpid()}"
+    async with Worker(client, task_queue=queue, workflows=[ShapeFloor]), \
+            Worker(client, task_queue=f"{queue}-first", activities=[noop]), \
+            Worker(client, task_queue=f"{queue}-second", activities=[noop]):
+        start = time.monotonic()
+        await client.execute_workflow("BenchShapeFloor", args=[steps, f"{queue}-first", f"{queue}-second", in_flight],
+                                      id=f"shape-{time.time_ns()}", task_queue=queue)
+        return steps / (time.monotonic() - start)
 
 
 async def hand_off(client: Client, count: int = 50) -> float:
@@ -122,9 +135,11 @@ async def measure(args: argparse.Namespace, folder: Path) -> Figures:
             await handle.result()
             elapsed = time.monotonic() - start
             bare = await floor(client, steps * 2)
+            shaped = await shape_floor(client, steps, 16)
             figures.append(Figure("throughput, no model latency: gated steps a second", steps / elapsed, "steps/s",
                                   "at least half the floor", f"{steps} gated steps in {elapsed:.1f} s; the dev "
-                                  f"server's floor here: {bare:.0f} bare activities/s"))
+                                  f"server's floor here: {bare:.0f} bare activities/s on the workflow's own queue, "
+                                  f"{shaped:.0f} bare steps/s of a gated step's shape"))
             # the chunk steps alone, from the first chunk's model call to the last one's: ingest, aggregation and
             # the report are one step each, whatever the export's size, and take a share of the whole run's time
             chunks = branch_phase(llm, "throughput")
@@ -132,6 +147,10 @@ async def measure(args: argparse.Namespace, folder: Path) -> Figures:
                                   2 * steps / elapsed / bare, "x", ">= 0.5x", f"the chunk steps alone: "
                                   f"{(steps - 1) / chunks:.1f} steps/s over {chunks:.1f} s, "
                                   f"{2 * (steps - 1) / chunks / bare:.2f}x the floor"))
+            figures.append(Figure("throughput against the floor for the pipeline's shape (bare steps: an activity "
+                                  "on one queue, then one on another, 16 in flight)", steps / elapsed / shaped, "x",
+                                  ">= 0.5x", f"{shaped:.0f} bare steps/s; the chunk steps alone: "
+                                  f"{(steps - 1) / chunks / shaped:.2f}x"))
             peak = peaks(dev)
             figures.append(Figure("peak memory of the largest process in that run", max(peak.values()), "MB",
                                   "< 500 MB each", ", ".join(f"{name} {mb:.0f}" for name, mb in peak.items())))

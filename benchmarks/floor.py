@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import activity, workflow
+from temporalio.workflow import ActivityCancellationType
 
 
 @activity.defn(name="bench_noop")
@@ -37,3 +38,24 @@ class SequentialFloor:
             await workflow.execute_activity("bench_noop", i, task_queue=activity_queue,
                                             start_to_close_timeout=timedelta(seconds=30), result_type=int)
         return count
+
+
+@workflow.defn(name="BenchShapeFloor")
+class ShapeFloor:
+    """Bare steps of a gated step's shape: an activity on one task queue, then one on another (the analyzer's and
+    the validator's), each scheduled by the workflow when the one before it completes, ``in_flight`` steps at a
+    time. What the dev server and the SDK cost for the pipeline's shape, with no work in the activities."""
+
+    @workflow.run
+    async def run(self, count: int, first_queue: str, second_queue: str, in_flight: int) -> int:
+        slots = asyncio.Semaphore(in_flight)
+
+        async def step(index: int) -> int:
+            async with slots:
+                for queue in (first_queue, second_queue):
+                    index = await workflow.execute_activity(
+                        "bench_noop", index, task_queue=queue, start_to_close_timeout=timedelta(seconds=30),
+                        result_type=int, cancellation_type=ActivityCancellationType.TRY_CANCEL)
+                return index
+
+        return sum(await asyncio.gather(*(step(i) for i in range(count))))

@@ -6,6 +6,7 @@ import io
 from collections.abc import Mapping, Sequence
 
 import polars as pl
+from pydantic import TypeAdapter
 
 from shared.artifacts import ArtifactStore
 from shared.contracts import ArtifactRef, Branch, ContactRecord, OpportunityRecord
@@ -61,9 +62,13 @@ def scan_chunks(store: ArtifactStore, refs: Sequence[ArtifactRef]) -> pl.LazyFra
     return pl.concat([read_frame(store, ref) for ref in refs]).lazy()
 
 
+_CONTACTS = TypeAdapter(list[ContactRecord])  # a chunk's records validated in one call, not one call a record
+_OPPORTUNITIES = TypeAdapter(list[OpportunityRecord])
+
+
 def read_contacts(store: ArtifactStore, ref: ArtifactRef) -> list[ContactRecord]:
-    return [ContactRecord.model_validate(row) for row in read_frame(store, ref).to_dicts()]
+    return _CONTACTS.validate_python(read_frame(store, ref).to_dicts())
 
 
 def read_opportunities(store: ArtifactStore, ref: ArtifactRef) -> list[OpportunityRecord]:
-    return [OpportunityRecord.model_validate(row) for row in read_frame(store, ref).to_dicts()]
+    return _OPPORTUNITIES.validate_python(read_frame(store, ref).to_dicts())

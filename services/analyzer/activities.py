@@ -168,12 +168,13 @@ class AnalyzerActivities:
                 agents.contact_prompt, agents.contact_request_schema, agents.ContactLabels, lambda a: a.contacts, 64)
             by_key, strays = spread_answers(asked, labels)
         enrichments: list[ContactEnrichment] = []
+        answers = {key: label.model_dump() for key, label in by_key.items()}  # once a title, not once a contact
         for record in records:
             rule = rules[record.id]
             if rule.settled:
                 enrichments.append(agents.settled_label(record, rule))
-            elif (answered := by_key.get(rule.key)) is not None:
-                enrichments.append(ContactEnrichment(**{**answered.model_dump(), "id": record.id},
+            elif (answered := answers.get(rule.key)) is not None:
+                enrichments.append(ContactEnrichment(**{**answered, "id": record.id},
                                                      quality_flags=record.quality_flags))
         enrichments += [ContactEnrichment(**label.model_dump()) for label in strays]
         output = ContactChunkOutput(enrichments=enrichments)
