@@ -135,3 +135,24 @@ def test_the_embedded_model_sizes_the_pipeline_unless_told_otherwise() -> None:
     assert (hosted.max_parallel_chunks, hosted.labels_per_call, hosted.analysis_timeout_seconds) == (4, 100, 120.0)
     assert Settings(llm_provider="local", labels_per_call=40, max_parallel_chunks=2).labels_per_call == 40
     assert Settings(llm_provider="local", labels_per_call=40, max_parallel_chunks=2).max_parallel_chunks == 2
+
+
+async def test_the_warm_up_runs_a_whole_call_without_reaching_the_provider(scripted_llm: ScriptedLlm) -> None:
+    # a worker warms the agent framework and the provider client with one structured call answered in process: the
+    # provider sees nothing, and a warm-up whose answer cannot be read fails loudly rather than warming nothing
+    import asyncio
+
+    from shared import llm
+
+    settings = Settings(llm_provider="openai-compatible", llm_base_url=scripted_llm.base_url, llm_model="scripted")
+    seen = len(scripted_llm.requests)
+    await asyncio.to_thread(llm.warm_up, resolve_endpoint(settings), settings)  # a worker calls it before its loop
+    assert len(scripted_llm.requests) == seen
+    original = llm._WARM_UP_ANSWER
+    llm._WARM_UP_ANSWER = {**original, "choices": [{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "content": "not json"}}]}
+    try:
+        with pytest.raises(RuntimeError, match="did not read its answer"):
+            await asyncio.to_thread(llm.warm_up, resolve_endpoint(settings), settings)
+    finally:
+        llm._WARM_UP_ANSWER = original

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from services.validator.activities import ValidatorActivities
+from shared import datasets
 from shared.artifacts import store_from
 from shared.llm import resolve_endpoint, warm_up
 from shared.settings import get_settings
@@ -15,7 +16,8 @@ def main() -> None:
     configure_logging("validator")
     settings = get_settings()
     activities = ValidatorActivities(store_from(settings), settings, resolve_endpoint(settings))
-    warm_up(activities.endpoint, settings)  # the first run does not pay for the imports
+    warm_up(activities.endpoint, settings)  # the first run does not pay for the imports and first calls
+    datasets.warm_up()
     asyncio.run(
         serve(
             settings,
