@@ -27,7 +27,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from benchmarks.common import Figure, Figures, export, free_port, histories, peaks, stack, timed_run
+from benchmarks.common import Figure, Figures, cpu_seconds, export, free_port, histories, peaks, stack, timed_run
 from benchmarks.floor import Floor, SequentialFloor, ShapeFloor, noop
 from client.cli import start_run
 from client.demo import DEMO_SETTINGS, SAMPLE
@@ -129,6 +129,15 @@ async def measure(args: argparse.Namespace, folder: Path) -> Figures:
         with stack(folder / "b", llm, contact_chunk_size=200, opportunity_chunk_size=200, max_parallel_chunks=16,
                    max_concurrent_activities=16, ai_review_sample=0) as (dev, settings):
             client = await connect(settings)
+            # the pipeline's own cost with nothing to wait for: a warm 5/4 run with no model latency, ten times, and
+            # the CPU each process spent on it (steadier on this machine than any wall time)
+            await timed_run(client, settings, llm, *article, "bare-warm")
+            before = cpu_seconds(dev)
+            alone = sorted([(await timed_run(client, settings, llm, *article, f"bare-{n}"))[0] for n in range(10)])
+            spent = {name: (cpu_seconds(dev)[name] - seconds) / 10 * 1000 for name, seconds in before.items()}
+            figures.append(Figure("a warm 5/4 run with no model latency (median of 10): the pipeline alone",
+                                  alone[5] * 1000, "ms", "", "CPU a run: " + ", ".join(
+                                      f"{name} {ms:.0f} ms" for name, ms in spent.items())))
             steps = -(-args.throughput_contacts // 200) + -(-(args.throughput_contacts // 2) // 200) + 1
             start = time.monotonic()
             handle = await start_run(client, settings, *big, "throughput")

@@ -87,6 +87,17 @@ def peak_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(dev: DevStack) -> dict[str, float]:
+    """CPU seconds (user and system) each process of the stack has used so far, from /proc."""
+    used = {}
+    for child in dev.children:
+        if child.process is not None:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{child.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                used[child.name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
 def peaks(dev: DevStack) -> dict[str, float]:
     return {c.name: peak_mb(c.process.pid) for c in dev.children if c.process is not None}
 
