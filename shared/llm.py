@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 from shared.answer_schema import Schema
 from shared.contracts import TokenUsage
 from shared.settings import Settings
-from shared.telemetry import tracer
+from shared.telemetry import tracer, untraced
 from shared.temporal import heartbeating
 
 M = TypeVar("M", bound=BaseModel)
@@ -183,7 +183,8 @@ def warm_up(endpoint: ModelEndpoint, settings: Settings) -> None:
         finally:
             await offline.http_client.aclose()
 
-    warmed = asyncio.run(ask())
+    with untraced():  # no run's call: no span in any trace
+        warmed = asyncio.run(ask())
     if warmed.value is None:  # the stand-in's answer must read back, or the warm-up warmed nothing
         raise RuntimeError(f"the model client's warm-up did not read its answer: {warmed.schema_error}")
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,16 @@ def shutdown_tracing() -> None:
 
 def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER)
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """Nothing started under it is recorded (a worker's warm-up call belongs to no run): its spans' parent is an
+    unsampled one, which the default sampler follows."""
+    unsampled = trace.NonRecordingSpan(trace.SpanContext(trace_id=1, span_id=1, is_remote=False,
+                                                         trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT)))
+    with trace.use_span(unsampled):
+        yield
 
 
 def current_trace_id() -> str | None:
