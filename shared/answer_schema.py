@@ -19,23 +19,22 @@ def _title(name: str) -> str:
     return name.replace("_", " ").title()
 
 
-def choice(values: Sequence[str], name: str | None = None) -> Schema:
-    """One of ``values`` (a constant when there is only one)."""
-    schema: Schema = {"const": values[0]} if len(values) == 1 else {"enum": list(values)}
+def _typed(schema: Schema, name: str | None, kind: str) -> Schema:
+    """``schema`` with its title (a field's name, as pydantic writes it) and its type, in pydantic's key order."""
     if name is not None:
         schema["title"] = _title(name)
-    schema["type"] = "string"
+    schema["type"] = kind
     return schema
+
+
+def choice(values: Sequence[str], name: str | None = None) -> Schema:
+    """One of ``values`` (a constant when there is only one)."""
+    return _typed({"const": values[0]} if len(values) == 1 else {"enum": list(values)}, name, "string")
 
 
 def text(name: str | None = None, *, max_length: int, min_length: int | None = None) -> Schema:
-    schema: Schema = {"maxLength": max_length}
-    if min_length is not None:
-        schema["minLength"] = min_length
-    if name is not None:
-        schema["title"] = _title(name)
-    schema["type"] = "string"
-    return schema
+    bounds = {"maxLength": max_length, **({} if min_length is None else {"minLength": min_length})}
+    return _typed(bounds, name, "string")
 
 
 def optional_text(name: str, *, max_length: int) -> Schema:
@@ -48,13 +47,8 @@ def boolean(name: str) -> Schema:
 
 
 def array(name: str | None, items: Schema, *, max_items: int, min_items: int | None = None) -> Schema:
-    schema: Schema = {"items": items, "maxItems": max_items}
-    if min_items is not None:
-        schema["minItems"] = min_items
-    if name is not None:
-        schema["title"] = _title(name)
-    schema["type"] = "array"
-    return schema
+    bounds = {"maxItems": max_items, **({} if min_items is None else {"minItems": min_items})}
+    return _typed({"items": items, **bounds}, name, "array")
 
 
 def obj(title: str, fields: dict[str, Schema]) -> Schema:
