@@ -12,12 +12,14 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 import polars as pl
+from pydantic import TypeAdapter
 
 from shared.contracts import EntityKind, Fact, FactCatalogue, Facts, FactUnit, NamedEntity
 from shared.figures import share_pct
 from shared.taxonomy import OPEN_STAGES, company_key, stage_key, stage_name, text_key
 
 RANKED = 3  # places kept per ranking
+_ENTITIES = TypeAdapter(list[NamedEntity])
 
 
 def _fact(fact_id: str, label: str, value: Decimal | int | None, unit: FactUnit, kind: EntityKind = "run",
@@ -98,8 +100,10 @@ def build_catalogue(facts: Facts, contacts: pl.DataFrame, deals: pl.DataFrame, l
     )
 
     # validated labels, joined to the data
+    companies = {name: company_key(name) for name in contacts.get_column("company").unique().to_list()
+                 if name is not None}  # the key of each distinct name, not of each row
     people = contacts.join(labels, on="id", how="inner").with_columns(
-        pl.col("company").map_elements(company_key, return_dtype=pl.String).alias("company_key"))
+        pl.col("company").replace_strict(companies, return_dtype=pl.String).alias("company_key"))
     names = {row["company_key"]: row["company"] for row in people.group_by("company_key").agg(
         pl.col("company").mode().sort().first()).to_dicts()}
     b.add(
@@ -117,7 +121,8 @@ def build_catalogue(facts: Facts, contacts: pl.DataFrame, deals: pl.DataFrame, l
                   "count", kind)  # type: ignore[arg-type]
 
     # deals, through their contact's company
-    deals = deals.with_columns(pl.col("stage").map_elements(stage_key, return_dtype=pl.String).alias("stage_key"))
+    stages = {name: stage_key(name) for name in deals.get_column("stage").unique().to_list() if name is not None}
+    deals = deals.with_columns(pl.col("stage").replace_strict(stages, return_dtype=pl.String).alias("stage_key"))
     owned = deals.join(people.select(pl.col("id").alias("contact_id"), "company_key"), on="contact_id", how="left")
     per_company = people.filter(pl.col("company_key") != "").group_by("company_key").agg(
         pl.len().alias("contacts"), pl.col("decision_maker").sum().alias("decision_makers"),
@@ -185,10 +190,14 @@ def build_catalogue(facts: Facts, contacts: pl.DataFrame, deals: pl.DataFrame, l
     for written in sorted(set(deals.get_column("stage").to_list())):
         entities += [NamedEntity(kind="stage", name=n, refers_to=stage_name(written))
                      for n in sorted({written, stage_name(written)})]
-    for row in deals.select("id", "name").to_dicts():
-        entities.append(NamedEntity(kind="deal", name=str(row["id"]), refers_to=str(row["id"])))
-        if row["name"]:
-            entities.append(NamedEntity(kind="deal", name=str(row["name"]), refers_to=str(row["id"])))
+    # a deal is named by its id and its name: two entities a deal, validated in one call (at 50,000 deals, one
+    # call each was a quarter of the aggregation's time)
+    named: list[dict[str, str]] = []
+    for deal_id, name in deals.select("id", "name").iter_rows():
+        named.append({"kind": "deal", "name": str(deal_id), "refers_to": str(deal_id)})
+        if name:
+            named.append({"kind": "deal", "name": str(name), "refers_to": str(deal_id)})
+    entities += _ENTITIES.validate_python(named)
     facts_made = list(b.facts.values())
     # a quarantined chunk leaves rows without labels: a figure from labels says how many rows it counts
     # (the note carries no number: a number in a label invites the model to state it, unbound)
