@@ -372,7 +372,7 @@ class CrmAnalysisWorkflow(ReviewDesk):
             batch = BatchRequest(run_id=run_id, branch=dataset.branch, chunks=dataset.chunks[start:start + size],
                                  first_index=start, options=options, token_allowance=allowance)
             if self._inline and len(dataset.chunks) <= size:
-                result = await gate_batch(self, batch, lean=True, wait_cancelled=True)
+                result = await gate_batch(self, batch, lean=self._lean, wait_cancelled=True)
             else:
                 result = await self._child_batch(batch, number)
             self._tokens += sum(gate.usage.tokens for gate in result.gates)
