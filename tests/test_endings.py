@@ -25,7 +25,8 @@ from deploy.scripted_model import ScriptedLlm
 from shared.contracts import RunResult
 from shared.events import ProgressEvent
 from shared.failures import failure_reason
-from tests.harness import ARTICLE, ROOT, Stack, tollgate_cli
+from shared.temporal import connect
+from tests.harness import ARTICLE, ROOT, Stack, make_stack, tollgate_cli
 from tests.test_progress import events_of
 
 OPPORTUNITIES = ARTICLE / "crm_opportunities.csv"
@@ -148,6 +149,37 @@ async def test_a_cancelled_run_ends_cancelled_and_watchers_stop(
     assert await workflow_task_failures(client, run_id) == []
     again = await tollgate_cli(stack.env, "cancel", run_id)
     assert again.returncode == 2 and "is not running (it is canceled)" in again.stderr
+
+
+async def test_a_step_that_fails_after_its_cancel_leaves_the_run_cancelled(
+        temporal_address: str, scripted_llm: ScriptedLlm, run_id: str, tmp_path: Path) -> None:
+    # A cancelled step is waited for until its worker stops it, which it learns at its next heartbeat (every 2 s).
+    # Here its model call times out (1.2 s) before that: the attempt fails after the cancel was asked for. The run
+    # still ends cancelled, the step is not retried, and nothing calls it a failure.
+    stack = make_stack(temporal_address, scripted_llm, tmp_path, TOLLGATE_LLM_TIMEOUT_SECONDS="1.2")
+    try:
+        client = await connect(stack.settings)
+        scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["slow:5"])
+        handle = await start_run(client, stack.settings, ARTICLE / "crm_contacts.csv", OPPORTUNITIES, run_id)
+        while not scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher"):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # past the attempt's first heartbeat, well before its next
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as ended:
+            await asyncio.wait_for(handle.result(), 30)
+        assert "cancel" in str(ended.value.cause).lower(), ended.value.cause
+        assert (await handle.describe()).status.name == "CANCELED"  # type: ignore[union-attr]
+        events = await events_of(stack.settings.redis_url, run_id, within=10)
+        assert events[-1].kind == "run_cancelled"
+        history = await handle.fetch_history()  # the record (the worker's own event may come after the last one)
+        kinds = [e.event_type for e in history.events]
+        assert EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED in kinds, "the attempt did fail after the cancel"
+        assert kinds.index(EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED) < kinds.index(
+            EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED)
+        assert len(scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")) == 1
+        assert await workflow_task_failures(client, run_id) == []
+    finally:
+        stack.stop()
 
 
 async def test_a_terminated_run_ends_watch_follow_and_wait(

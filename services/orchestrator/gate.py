@@ -6,6 +6,7 @@ a crash between the analysis and its verdict resumes at the verdict.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -105,6 +106,10 @@ async def run_step(activity: str, argument: BaseModel, result_type: type[R], pol
     except ActivityError as error:
         if is_cancelled_exception(error):
             raise
+        if error.retry_state == RetryState.CANCEL_REQUESTED:
+            # it was asked to stop (the run was cancelled, or a sibling failed) and ended otherwise before it heard:
+            # what it did after being asked is not its failure, and the run ends as it was going to
+            raise asyncio.CancelledError(f"step {step}: {activity} was cancelled") from None
         cause = error.cause
         if isinstance(cause, ApplicationError) and cause.type in NON_RETRYABLE:
             raise cause from None  # it says what is wrong already (a bad file, a rejected request)
