@@ -7,7 +7,6 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import activity, workflow
-from temporalio.workflow import ActivityCancellationType
 
 
 @activity.defn(name="bench_noop")
@@ -55,7 +54,7 @@ class ShapeFloor:
                 for queue in (first_queue, second_queue):
                     index = await workflow.execute_activity(
                         "bench_noop", index, task_queue=queue, start_to_close_timeout=timedelta(seconds=30),
-                        result_type=int, cancellation_type=ActivityCancellationType.TRY_CANCEL)
+                        result_type=int)
                 return index
 
         return sum(await asyncio.gather(*(step(i) for i in range(count))))

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from shared import answer_schema
 from shared.answer_schema import Schema
 from shared.contracts import TokenUsage
 from shared.settings import Settings
@@ -163,8 +164,6 @@ def warm_up(endpoint: ModelEndpoint, settings: Settings) -> None:
     process by a stand-in transport, so nothing reaches the provider. Measured: the first chunk's analysis and
     validation each took about 70 ms longer than the next run's when only the imports were warmed
     (docs/benchmarks.md)."""
-    from shared import answer_schema
-
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=_WARM_UP_ANSWER)
 

@@ -1,7 +1,7 @@
 """Ingest: stream-parse the two CSV exports, write normalized chunk files, compute the facts with polars.
 
-The parser reads one row at a time, so memory stays flat whatever the export's size, and it stops at the first
-bad row with an error that names the file, the row and the column.
+The parser reads one row at a time, so it holds no more than a chunk of records and the few columns the facts are
+computed from, and it stops at the first bad row with an error that names the file, the row and the column.
 """
 
 from __future__ import annotations

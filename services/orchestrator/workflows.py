@@ -362,16 +362,18 @@ class CrmAnalysisWorkflow(ReviewDesk):
         gates: list[GateRecord] = []
         recorded = 0
         size = options.chunks_per_batch
-        for number, start in enumerate(range(0, len(dataset.chunks), size)):
+        chunks = dataset.chunks
+        here = self._inline and len(chunks) <= size  # one batch: gated in the run, no child workflow
+        for number, start in enumerate(range(0, len(chunks), size)):
             allowance = 0
             if options.token_budget:
                 # the two branches run at once: each batch may take half of what is left
                 allowance = (options.token_budget - self._tokens) // 2
                 if allowance <= 0:
                     raise budget_spent(run_id, f"{dataset.branch} batch {number}", self._tokens, options.token_budget)
-            batch = BatchRequest(run_id=run_id, branch=dataset.branch, chunks=dataset.chunks[start:start + size],
+            batch = BatchRequest(run_id=run_id, branch=dataset.branch, chunks=chunks[start:start + size],
                                  first_index=start, options=options, token_allowance=allowance)
-            if self._inline and len(dataset.chunks) <= size:
+            if here:
                 result = await gate_batch(self, batch, lean=self._lean, wait_cancelled=True)
             else:
                 result = await self._child_batch(batch, number)
