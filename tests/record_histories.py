@@ -5,7 +5,8 @@ Run it on purpose, after a change to workflow code that is meant to change what 
 workflows look like, and the replay tests fail the build when workflow code can no longer replay them. It rewrites
 ``tests/histories/current``; keep the folder of a version whose runs may still be running under another name
 (``tests/histories/v1-lists`` holds runs from before the gate manifests, ``v2-manifests`` runs from before the lean
-hand-offs), and every folder is replayed.
+hand-offs, ``v3-children`` runs from before a one-batch branch was gated in the run, ``v4-local-progress`` runs from
+before progress left the local activities), and every folder is replayed.
 
     uv run python -m tests.record_histories
 """

@@ -1,8 +1,10 @@
-"""Workflow code changed the wrong way and the right way, for tests/test_replay.py: one more progress announcement
-at the start of a run, unguarded and behind ``workflow.patched``. (Its own module: the workflow sandbox imports it
-afresh, so it imports nothing but workflow code.)"""
+"""Workflow code changed the wrong way and the right way, for tests/test_replay.py: a pause (a durable timer, one
+more command) at the start of a run, unguarded and behind ``workflow.patched``; and one more progress announcement,
+which is no command at all (services/orchestrator/outbox) and needs no guard."""
 
 from __future__ import annotations
+
+import asyncio
 
 from temporalio import workflow
 
@@ -13,17 +15,26 @@ with workflow.unsafe.imports_passed_through():
 
 
 @workflow.defn(name=steps.WORKFLOW)
-class AnnouncesMore(CrmAnalysisWorkflow):
+class PausesFirst(CrmAnalysisWorkflow):
     @workflow.run
     async def run(self, request: RunRequest) -> RunResult:
-        await announce(request.run_id, "run_started", "preflight")
+        await asyncio.sleep(1)
         return await super().run(request)
 
 
 @workflow.defn(name=steps.WORKFLOW)
-class AnnouncesMorePatched(CrmAnalysisWorkflow):
+class PausesFirstPatched(CrmAnalysisWorkflow):
     @workflow.run
     async def run(self, request: RunRequest) -> RunResult:
-        if workflow.patched("preflight-announcement"):
-            await announce(request.run_id, "run_started", "preflight")
+        if workflow.patched("preflight-pause"):
+            await asyncio.sleep(1)
         return await super().run(request)
+
+
+@workflow.defn(name=steps.WORKFLOW)
+class AnnouncesMore(CrmAnalysisWorkflow):
+    @workflow.run
+    async def run(self, request: RunRequest) -> RunResult:
+        result = await super().run(request)
+        await announce(request.run_id, "run_completed", "again")
+        return result

@@ -4,10 +4,11 @@ interceptors. A change that would break a running workflow fails here, not in pr
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from temporalio.client import WorkflowHistory
@@ -15,11 +16,14 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from services.orchestrator import outbox
 from services.orchestrator.workflows import ChunkBatchWorkflow, CrmAnalysisWorkflow
 from shared.codec import data_converter, parse_keyring
+from shared.events import ProgressEvent
+from shared.progress import ProgressPublisher
 from shared.temporal import workflow_runner
 from tests.harness import ROOT
-from tests.replay_variants import AnnouncesMore, AnnouncesMorePatched
+from tests.replay_variants import AnnouncesMore, PausesFirst, PausesFirstPatched
 
 HISTORIES = sorted((ROOT / "tests" / "histories").glob("*/*.json"))
 VERSIONS = sorted({p.parent.name for p in HISTORIES})
@@ -58,7 +62,8 @@ def replayer(*classes: type) -> Replayer:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_every_scenario_is_recorded_and_is_what_it_says(version: str) -> None:
     histories = [p for p in HISTORIES if p.parent.name == version]
-    assert {p.name.split(".")[0] for p in histories} == SCENARIOS | ({"batched"} if version == "current" else set())
+    inline = version in ("v4-local-progress", "current")  # a branch of one batch is gated in the run itself
+    assert {p.name.split(".")[0] for p in histories} == SCENARIOS | ({"batched"} if inline else set())
     text = {p.name: p.read_text() for p in histories}
 
     def scenario(name: str) -> str:  # the run and its batches' histories, as one text
@@ -71,24 +76,28 @@ def test_every_scenario_is_recorded_and_is_what_it_says(version: str) -> None:
         assert "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED" in text[f"{name}.run.json"], name
     # v1 passed gate records in payloads; v2 keeps them in the store with an activity per batch; v3 records them and
     # writes the report in local activities and announces a verdict with what follows; the current version gates a
-    # branch of one batch in the run itself, and the batches of a branch of several in child workflows
+    # branch of one batch in the run itself, and the batches of a branch of several in child workflows (v4); the
+    # current version announces progress without a local activity
     remote, local, patches = commands(ROOT / "tests" / "histories" / version / "clean.run.json")
-    batch = "batched.contacts-batch-0000.json" if version == "current" else "clean.contacts-batch-0000.json"
+    batch = "batched.contacts-batch-0000.json" if inline else "clean.contacts-batch-0000.json"
     _, batch_local, batch_patches = commands(ROOT / "tests" / "histories" / version / batch)
     assert patches == {"v1-lists": [], "v2-manifests": ["gate-manifests"],
                        "v3-children": ["lean-hand-offs", "gate-manifests"],
-                       "current": ["lean-hand-offs", "inline-batches", "gate-manifests"]}[version]
+                       "v4-local-progress": ["lean-hand-offs", "inline-batches", "gate-manifests"],
+                       "current": ["direct-progress", "lean-hand-offs", "inline-batches", "gate-manifests"]}[version]
     assert ("record_batch" in remote, "write_report" in remote) == ((True, True) if version == "v2-manifests" else
                                                                     (False, version == "v1-lists"))
-    lean = version in ("v3-children", "current")
+    lean = version in ("v3-children", "v4-local-progress", "current")
     assert ("record_batch" in local and "write_report" in local) == lean
-    assert batch_patches == {"v3-children": ["lean-hand-offs"], "current": ["lean-hand-offs", "inline-batches"]}.get(
-        version, [])
-    assert ("publish_progress_many" in batch_local) == lean
-    assert ("enrich_contact_chunk" in remote) == (version == "current")  # gated in the run itself
-    assert ("clean.contacts-batch-0000.json" in text) == (version != "current")
-    crash = json.loads(text["analyzer-crash.run.json" if version == "current"
-                            else "analyzer-crash.contacts-batch-0000.json"])
+    assert batch_patches == {"v3-children": ["lean-hand-offs"],
+                             "v4-local-progress": ["lean-hand-offs", "inline-batches"],
+                             "current": ["direct-progress", "lean-hand-offs", "inline-batches"]}.get(version, [])
+    assert ("publish_progress_many" in batch_local) == (lean and version != "current")
+    announced = [a for a in local + batch_local if a.startswith("publish_progress")]
+    assert (announced == []) == (version == "current")  # progress without a local activity
+    assert ("enrich_contact_chunk" in remote) == inline
+    assert ("clean.contacts-batch-0000.json" in text) == (not inline)
+    crash = json.loads(text["analyzer-crash.run.json" if inline else "analyzer-crash.contacts-batch-0000.json"])
     started = [e["activityTaskStartedEventAttributes"] for e in crash["events"]
                if "activityTaskStartedEventAttributes" in e]
     assert any(a.get("attempt", 1) > 1 for a in started), "the killed analyzer's step ran again"
@@ -101,10 +110,32 @@ async def test_the_current_code_replays_every_recorded_history(path: Path) -> No
 
 
 async def test_an_unpatched_change_fails_replay_and_a_patched_one_passes() -> None:
-    assert VERSIONS == ["current", "v1-lists", "v2-manifests", "v3-children"]
+    assert VERSIONS == ["current", "v1-lists", "v2-manifests", "v3-children", "v4-local-progress"]
     run = history(ROOT / "tests" / "histories" / "current" / "clean.run.json")
-    broken = await replayer(AnnouncesMore, ChunkBatchWorkflow).replay_workflow(run, raise_on_replay_failure=False)
+    broken = await replayer(PausesFirst, ChunkBatchWorkflow).replay_workflow(run, raise_on_replay_failure=False)
     assert broken.replay_failure is not None and "nondetermin" in str(broken.replay_failure).lower()
-    patched = await replayer(AnnouncesMorePatched, ChunkBatchWorkflow).replay_workflow(
+    patched = await replayer(PausesFirstPatched, ChunkBatchWorkflow).replay_workflow(
         run, raise_on_replay_failure=False)
     assert patched.replay_failure is None, patched.replay_failure
+
+
+async def test_progress_is_no_command_and_is_not_sent_again_on_replay() -> None:
+    """An announcement more replays (it is no command); and replaying a whole run hands nothing to a publisher."""
+    handed: list[ProgressEvent] = []
+
+    class Spy:
+        def submit(self, event: ProgressEvent) -> int:
+            handed.append(event)
+            return 0
+
+    loop = asyncio.get_running_loop()
+    outbox.install(cast(ProgressPublisher, Spy()), loop)
+    try:
+        for path in sorted((ROOT / "tests" / "histories" / "current").glob("*.json")):
+            result = await replayer(AnnouncesMore, ChunkBatchWorkflow).replay_workflow(
+                history(path), raise_on_replay_failure=False)
+            assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+        await asyncio.sleep(0.05)  # anything handed over would be on the loop by now
+    finally:
+        outbox.uninstall()
+    assert handed == []

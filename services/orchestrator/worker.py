@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from services.orchestrator import outbox
 from services.orchestrator.progress import ProgressActivities
 from services.orchestrator.report import ReportActivities
 from services.orchestrator.workflows import ChunkBatchWorkflow, CrmAnalysisWorkflow
@@ -19,7 +20,9 @@ async def run(settings: Settings) -> None:
     publisher = ProgressPublisher(settings.redis_url, buffer_size=settings.progress_buffer_size,
                                   keyring=keyring_from(settings))
     report = ReportActivities(store_from(settings))
+    # runs started before the direct-progress patch announce through the local activities; later ones, the outbox
     progress = ProgressActivities(publisher)
+    outbox.install(publisher, asyncio.get_running_loop())
     try:
         await serve(
             settings,
@@ -29,6 +32,7 @@ async def run(settings: Settings) -> None:
                         progress.publish_progress_many],
         )
     finally:
+        outbox.uninstall()
         await publisher.close()
 
 
