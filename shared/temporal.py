@@ -208,13 +208,18 @@ async def _touch_while_running(health_file: Path | None, worker: Worker) -> None
 async def heartbeating(every: float = 1.0) -> AsyncIterator[None]:
     """Heartbeat while a long call runs, so a dead worker is noticed in seconds, not at the step's timeout.
 
-    The SDK throttles the calls to the heartbeat timeout, so a short interval costs nothing.
+    The first beat is ``every`` after the call begins, not at once: the SDK sends a step's first heartbeat to the
+    server immediately (later ones at most every ``HEARTBEAT_SENT_EVERY``), and a call that ends within a second
+    needs none. The heartbeat timeout counts from the step's start, so a worker that dies before its first beat is
+    still noticed at it, and a cancel reaches a call within ``every`` plus that interval, as before.
     """
 
     async def beat() -> None:
-        while activity.in_activity():  # outside an activity (a benchmark calling a model) there is nobody to tell
-            activity.heartbeat()
+        while True:
             await asyncio.sleep(every)
+            if not activity.in_activity():  # outside an activity (a benchmark calling a model) nobody is told
+                return
+            activity.heartbeat()
 
     task = asyncio.create_task(beat())
     try:

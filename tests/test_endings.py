@@ -153,17 +153,17 @@ async def test_a_cancelled_run_ends_cancelled_and_watchers_stop(
 
 async def test_a_step_that_fails_after_its_cancel_leaves_the_run_cancelled(
         temporal_address: str, scripted_llm: ScriptedLlm, run_id: str, tmp_path: Path) -> None:
-    # A cancelled step is waited for until its worker stops it, which it learns at its next heartbeat (every 2 s).
-    # Here its model call times out (1.2 s) before that: the attempt fails after the cancel was asked for. The run
-    # still ends cancelled, the step is not retried, and nothing calls it a failure.
-    stack = make_stack(temporal_address, scripted_llm, tmp_path, TOLLGATE_LLM_TIMEOUT_SECONDS="1.2")
+    # A cancelled step is waited for until its worker stops it, which it learns at its next heartbeat (the first a
+    # second into the model call, then every 2 s). Here the call times out (2 s) before that: the attempt fails after
+    # the cancel was asked for. The run still ends cancelled, the step is not retried, and nothing calls it a failure.
+    stack = make_stack(temporal_address, scripted_llm, tmp_path, TOLLGATE_LLM_TIMEOUT_SECONDS="2")
     try:
         client = await connect(stack.settings)
         scripted_llm.script(run_id, "contacts/chunk-00000", "contact-enricher", ["slow:5"])
         handle = await start_run(client, stack.settings, ARTICLE / "crm_contacts.csv", OPPORTUNITIES, run_id)
         while not scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher"):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)  # past the attempt's first heartbeat, well before its next
+        await asyncio.sleep(1.3)  # past the attempt's first heartbeat (at 1 s), well before its next (at 3 s)
         await handle.cancel()
         with pytest.raises(WorkflowFailureError) as ended:
             await asyncio.wait_for(handle.result(), 30)
