@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from services.analyzer.ingest import BadInputError, ingest, parse_amount, parse_contacts, parse_opportunities
+from services.analyzer.ingest import (
+    BadInputError,
+    contact_rows,
+    ingest,
+    opportunity_rows,
+    parse_amount,
+    parse_contacts,
+    parse_opportunities,
+)
 from shared.artifacts import ArtifactStore
-from shared.contracts import ArtifactRef, IngestRequest, KeyValue
+from shared.contracts import ArtifactRef, ContactRecord, IngestRequest, KeyValue, OpportunityRecord
 from shared.datasets import read_contacts, read_opportunities
 from tests.harness import ARTICLE
 
@@ -54,6 +62,39 @@ def test_quality_flags_are_computed_not_guessed(tmp_path: Path) -> None:
     text = f"{HEADER}\n1,john smith,Acme,CEO,\n2,John  Smith,,CTO,\n3,ANNE LEE,Beta,Dev,\n"
     flags = [c.quality_flags for c in parse_contacts(write(tmp_path, "c.csv", text))]
     assert flags == [["odd_capitalisation"], ["missing_company", "duplicate_name"], ["odd_capitalisation"]]
+
+
+@pytest.mark.parametrize(("name", "odd"), [
+    ("john smith", True), ("John smith", False),  # all lower case is odd; a capital anywhere is not
+    ("ANNE LEE", True), ("ANNE", True), ("ANN", False),  # all capitals past three letters; an initialism is not
+    ("I.B.M.", False), ("A.B.C.D.", True),  # letters counted, not characters
+    ("42", False), ("", False),  # no letters: nothing to capitalise
+    ("张伟", False), ("张伟 li", True),  # a script without case has no capitals to get wrong; a cased part has
+    ("O'Neil", False), ("o'neil", True),
+])
+def test_odd_capitalisation_against_its_neighbours(tmp_path: Path, name: str, odd: bool) -> None:
+    [contact] = parse_contacts(write(tmp_path, "c.csv", f"{HEADER}\n1,{name},Acme,CEO,\n"))
+    assert ("odd_capitalisation" in contact.quality_flags) is odd
+
+
+def test_the_rows_ingest_writes_are_the_records_models_as_dumped(tmp_path: Path) -> None:
+    """Ingest writes rows without building a model per row: each row is exactly what the record's model holds
+    and dumps (types, flags, extra columns), so the chunk files are what they were when models were built."""
+    contacts = write(tmp_path, "c.csv", "id,name,company,title,created_date,region\n"
+                     "1,john smith,Acme,CEO,2024-01-15,EMEA\n2,Ann Lee,,,,\n3,John  Smith,Beta,CTO,2023-02-01,\n")
+    deals = write(tmp_path, "o.csv", "id,name,stage,amount,contact_id,close_date,owner\n"
+                  "D1,Big,Proposal,\"1,200.50\",1,2024-06-30,kim\nD2,Zero,Closed Won,0,9,,\n")
+    rows = list(contact_rows(contacts))
+    assert rows == [ContactRecord.model_validate(row).model_dump() for row in rows]
+    assert [list(row) for row in rows] == [list(ContactRecord.model_fields)] * 3
+    assert rows[0]["extra"] == [{"key": "region", "value": "EMEA"}] and rows[1]["created_date"] is None
+    assert [row["quality_flags"] for row in rows] == [["odd_capitalisation"], ["missing_title", "missing_company"],
+                                                      ["duplicate_name"]]
+    deal_rows = list(opportunity_rows(deals, {"1"}))
+    assert deal_rows == [OpportunityRecord.model_validate(row).model_dump() for row in deal_rows]
+    assert deal_rows[0]["amount"] == Decimal("1200.50") and deal_rows[1]["quality_flags"] == ["unknown_contact",
+                                                                                               "zero_amount"]
+    assert [c.model_dump() for c in parse_contacts(contacts)] == rows
 
 
 @pytest.mark.parametrize(
