@@ -1,0 +1,38 @@
+"""The timeline benchmark's attribution: the stretches with no model call in flight are the run's overhead."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.common import busy_seconds
+from benchmarks.timeline import idle_stretches
+from deploy.scripted_model import Request
+
+
+def flat(stretches: list[tuple[float, float]]) -> list[float]:
+    return [edge for stretch in stretches for edge in stretch]
+
+
+def call(received: float, answered: float) -> Request:
+    return Request(run="r", step="s", agent="a", attempt=1, body={}, received=received, answered=answered)
+
+
+def test_overlapping_calls_leave_only_the_gaps_between_them() -> None:
+    calls = [call(10.2, 11.2), call(10.3, 11.0), call(11.3, 12.3)]  # the second inside the first
+    assert flat(idle_stretches(calls, 10.0, 12.5)) == pytest.approx([0.0, 0.2, 1.2, 1.3, 2.3, 2.5])
+
+
+def test_calls_that_touch_leave_no_gap_and_an_unanswered_call_runs_to_the_end() -> None:
+    assert idle_stretches([call(10.0, 11.0), call(11.0, 12.0)], 10.0, 12.0) == []
+    assert flat(idle_stretches([call(10.5, 0.0)], 10.0, 12.0)) == pytest.approx([0.0, 0.5])
+
+
+@pytest.mark.parametrize("calls", [
+    [call(10.2, 11.2), call(10.3, 11.0), call(11.3, 12.3)],
+    [call(9.5, 10.4), call(12.0, 13.0)],  # calls reaching outside the run are clipped to it
+    [],
+])
+def test_the_stretches_and_the_llm_time_add_up_to_the_run(calls: list[Request]) -> None:
+    start, end = 10.0, 12.5
+    idle = sum(finish - begin for begin, finish in idle_stretches(calls, start, end))
+    assert idle + busy_seconds(calls, start, end) == pytest.approx(end - start)
