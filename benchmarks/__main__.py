@@ -27,7 +27,18 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from benchmarks.common import Figure, Figures, cpu_seconds, export, free_port, histories, peaks, stack, timed_run
+from benchmarks.common import (
+    ARTICLE,
+    Figure,
+    Figures,
+    cpu_seconds,
+    export,
+    free_port,
+    histories,
+    peaks,
+    stack,
+    timed_run,
+)
 from benchmarks.floor import Floor, SequentialFloor, ShapeFloor, noop
 from client.cli import start_run
 from client.demo import DEMO_SETTINGS, SAMPLE
@@ -37,7 +48,6 @@ from shared.settings import Settings
 from shared.temporal import connect
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTICLE = ROOT / "examples" / "data" / "article"
 RESULTS = ROOT / "benchmarks" / "results.json"
 
 
@@ -85,19 +95,18 @@ async def hand_off(client: Client, count: int = 50) -> float:
 async def measure(args: argparse.Namespace, folder: Path) -> Figures:
     figures = Figures()
     llm = ScriptedLlm(latency=args.latency).start()
-    article = (ARTICLE / "crm_contacts.csv", ARTICLE / "crm_opportunities.csv")
     mid = export(folder, 2000, 1000)
     try:
         with stack(folder / "a", llm, contact_chunk_size=200, opportunity_chunk_size=200,
                    max_parallel_chunks=4) as (_dev, settings):
             client = await connect(settings)
-            wall, busy, calls = await timed_run(client, settings, llm, *article, "first")
+            wall, busy, calls = await timed_run(client, settings, llm, *ARTICLE, "first")
             step = await hand_off(client)
             figures.append(Figure("overhead, 5/4 example, first run after start", wall / busy, "x", "<= 1.2x",
                                   f"{wall:.2f} s wall, {busy:.2f} s LLM, {calls} calls"))
             ratios = []
             for n in range(3):
-                wall, busy, calls = await timed_run(client, settings, llm, *article, f"warm-{n}")
+                wall, busy, calls = await timed_run(client, settings, llm, *ARTICLE, f"warm-{n}")
                 ratios.append((wall / busy, wall, busy, calls))
             best = sorted(ratios)[1]
             figures.append(Figure("one hand-off on this dev server: a workflow task, then a bare activity", step,
@@ -131,9 +140,9 @@ async def measure(args: argparse.Namespace, folder: Path) -> Figures:
             client = await connect(settings)
             # the pipeline's own cost with nothing to wait for: a warm 5/4 run with no model latency, ten times, and
             # the CPU each process spent on it (steadier on this machine than any wall time)
-            await timed_run(client, settings, llm, *article, "bare-warm")
+            await timed_run(client, settings, llm, *ARTICLE, "bare-warm")
             before = cpu_seconds(dev)
-            alone = sorted([(await timed_run(client, settings, llm, *article, f"bare-{n}"))[0] for n in range(10)])
+            alone = sorted([(await timed_run(client, settings, llm, *ARTICLE, f"bare-{n}"))[0] for n in range(10)])
             spent = {name: (cpu_seconds(dev)[name] - seconds) / 10 * 1000 for name, seconds in before.items()}
             figures.append(Figure("a warm 5/4 run with no model latency (median of 10): the pipeline alone",
                                   alone[5] * 1000, "ms", "", "CPU a run: " + ", ".join(

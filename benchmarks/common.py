@@ -25,6 +25,8 @@ from shared.settings import Settings
 TITLES = ("Engineering Manager", "Program Manager", "Sales Manager", "Product Manager", "Account Executive",
           "Marketing Manager")
 STAGES = ("Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won", "Closed Lost")
+_ARTICLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "article"
+ARTICLE = (_ARTICLE / "crm_contacts.csv", _ARTICLE / "crm_opportunities.csv")  # the article's 5/4 example
 
 
 @dataclass
@@ -66,16 +68,21 @@ def export(folder: Path, contacts: int, deals: int, seed: int = 7) -> tuple[Path
     return c, o
 
 
+def in_flight(requests: list[Request], start: float, end: float) -> list[tuple[float, float]]:
+    """The stretches of [start, end] during which at least one model call was in flight, merged and in order (a
+    call still unanswered runs to ``end``)."""
+    spans: list[tuple[float, float]] = []
+    for begin, finish in sorted((max(r.received, start), min(r.answered or end, end)) for r in requests):
+        if spans and begin <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], finish))
+        elif finish > begin:
+            spans.append((begin, finish))
+    return spans
+
+
 def busy_seconds(requests: list[Request], start: float, end: float) -> float:
     """Wall time within [start, end] during which at least one model call was in flight."""
-    spans = sorted((max(r.received, start), min(r.answered or end, end)) for r in requests)
-    total, cursor = 0.0, start
-    for begin, finish in spans:
-        begin = max(begin, cursor)
-        if finish > begin:
-            total += finish - begin
-            cursor = finish
-    return total
+    return sum(finish - begin for begin, finish in in_flight(requests, start, end))
 
 
 def peak_mb(pid: int) -> float:

@@ -23,13 +23,11 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
-from benchmarks.common import busy_seconds, stack
+from benchmarks.common import ARTICLE, busy_seconds, in_flight, stack
 from client.cli import start_run
 from deploy.scripted_model import Request, ScriptedLlm
 from shared.contracts import RunResult
 from shared.temporal import connect
-
-ARTICLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "article"
 
 
 @dataclass(frozen=True)
@@ -63,29 +61,23 @@ def _call_marks(calls: list[Request], start: float) -> list[Mark]:
 
 
 def idle_stretches(calls: list[Request], start: float, end: float) -> list[tuple[float, float]]:
-    """The stretches of [start, end] with no model call in flight, as (from, to) relative to ``start``; with
-    ``busy_seconds`` over the same calls they add up to ``end - start`` (a call still unanswered runs to ``end``)."""
-    stretches, cursor = [], start
-    for begin, finish in sorted((max(c.received, start), min(c.answered or end, end)) for c in calls):
-        if begin > cursor:
-            stretches.append((cursor - start, begin - start))
-        cursor = max(cursor, finish)
-    if end > cursor:
-        stretches.append((cursor - start, end - start))
-    return stretches
+    """The stretches of [start, end] with no model call in flight (the gaps between ``in_flight``'s), as (from, to)
+    relative to ``start``: with ``busy_seconds`` over the same calls they add up to ``end - start``."""
+    edges = [start, *(edge for span in in_flight(calls, start, end) for edge in span), end]
+    return [(begin - start, finish - start) for begin, finish in zip(edges[::2], edges[1::2], strict=True)
+            if finish > begin]
 
 
 async def trace(warm: int, latency: float, folder: Path) -> None:
     llm = ScriptedLlm(latency=latency).start()
-    article = (ARTICLE / "crm_contacts.csv", ARTICLE / "crm_opportunities.csv")
     try:
         with stack(folder, llm, contact_chunk_size=200, opportunity_chunk_size=200) as (_dev, settings):
             client = await connect(settings)
             for n in range(warm + 1):
-                handle = await start_run(client, settings, *article, f"timeline-warm-{n}")
+                handle = await start_run(client, settings, *ARTICLE, f"timeline-warm-{n}")
                 await handle.result()
             wall_start, start = time.time(), time.monotonic()
-            handle = await start_run(client, settings, *article, "timeline")
+            handle = await start_run(client, settings, *ARTICLE, "timeline")
             result: RunResult = await handle.result()
             end = time.monotonic()
             events = [event async for event in handle.fetch_history_events()]
