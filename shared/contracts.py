@@ -408,6 +408,15 @@ class EnrichmentSummary(Contract):
                                      "another chunk and who took the labels most of that title's contacts got.")
 
 
+class BatchRecord(Contract):
+    """One batch's gate records, as the parent hands them to the store (bounded by the batch size)."""
+
+    run_id: str
+    branch: Branch
+    number: int
+    gates: list[GateRecord]
+
+
 class AggregateRequest(Contract):
     run_id: str
     facts: Facts
@@ -418,6 +427,10 @@ class AggregateRequest(Contract):
     opportunity_outputs: list[ArtifactRef] = Field(default_factory=list)
     contact_batches: int = Field(default=0, description="Batches of gate records in the store (gate_manifest_key).")
     opportunity_batches: int = 0
+    records: list[BatchRecord] = Field(default_factory=list, max_length=2, description="Runs from the "
+                                       "records-with-aggregation version on: the gate records of a branch gated in "
+                                       "the run itself (one batch, at most chunks_per_batch records), which "
+                                       "aggregation puts in the store first; counted in the batches above.")
 
 
 class InsightsTask(Contract):
@@ -515,15 +528,6 @@ class BatchRequest(Contract):
 
 
 class BatchResult(Contract):
-    gates: list[GateRecord]
-
-
-class BatchRecord(Contract):
-    """One batch's gate records, as the parent hands them to the store (bounded by the batch size)."""
-
-    run_id: str
-    branch: Branch
-    number: int
     gates: list[GateRecord]
 
 

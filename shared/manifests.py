@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from shared.artifacts import ArtifactStore
-from shared.contracts import ArtifactRef, GateManifest, GateRecord, gate_manifest_key
+from shared.contracts import ArtifactRef, BatchRecord, GateManifest, GateRecord, gate_manifest_key
+
+
+def write_gates(store: ArtifactStore, record: BatchRecord) -> ArtifactRef:
+    """Keep one batch's gate records in the store (a retry writes the same file again)."""
+    return store.write_model(gate_manifest_key(record.run_id, record.branch, record.number),
+                             GateManifest(gates=record.gates))
 
 
 def read_gates(store: ArtifactStore, run_id: str, branch: str, batches: int) -> list[GateRecord]:

@@ -6,7 +6,8 @@ workflows look like, and the replay tests fail the build when workflow code can 
 ``tests/histories/current``; keep the folder of a version whose runs may still be running under another name
 (``tests/histories/v1-lists`` holds runs from before the gate manifests, ``v2-manifests`` runs from before the lean
 hand-offs, ``v3-children`` runs from before a one-batch branch was gated in the run, ``v4-local-progress`` runs from
-before progress left the local activities), and every folder is replayed.
+before progress left the local activities, ``v5-direct-progress`` runs from before a one-batch branch's gate records
+went with the aggregation's request), and every folder is replayed.
 
     uv run python -m tests.record_histories
 """

@@ -62,7 +62,8 @@ def replayer(*classes: type) -> Replayer:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_every_scenario_is_recorded_and_is_what_it_says(version: str) -> None:
     histories = [p for p in HISTORIES if p.parent.name == version]
-    inline = version in ("v4-local-progress", "current")  # a branch of one batch is gated in the run itself
+    # a branch of one batch is gated in the run itself
+    inline = version in ("v4-local-progress", "v5-direct-progress", "current")
     assert {p.name.split(".")[0] for p in histories} == SCENARIOS | ({"batched"} if inline else set())
     text = {p.name: p.read_text() for p in histories}
 
@@ -77,24 +78,35 @@ def test_every_scenario_is_recorded_and_is_what_it_says(version: str) -> None:
     # v1 passed gate records in payloads; v2 keeps them in the store with an activity per batch; v3 records them and
     # writes the report in local activities and announces a verdict with what follows; the current version gates a
     # branch of one batch in the run itself, and the batches of a branch of several in child workflows (v4); the
-    # current version announces progress without a local activity
+    # fifth announces progress without a local activity (v5), and the current version hands the gate records of a
+    # branch gated in the run to the aggregation step instead of a local activity of their own
     remote, local, patches = commands(ROOT / "tests" / "histories" / version / "clean.run.json")
     batch = "batched.contacts-batch-0000.json" if inline else "clean.contacts-batch-0000.json"
     _, batch_local, batch_patches = commands(ROOT / "tests" / "histories" / version / batch)
     assert patches == {"v1-lists": [], "v2-manifests": ["gate-manifests"],
                        "v3-children": ["lean-hand-offs", "gate-manifests"],
                        "v4-local-progress": ["lean-hand-offs", "inline-batches", "gate-manifests"],
-                       "current": ["direct-progress", "lean-hand-offs", "inline-batches", "gate-manifests"]}[version]
+                       "v5-direct-progress": ["direct-progress", "lean-hand-offs", "inline-batches", "gate-manifests"],
+                       "current": ["direct-progress", "lean-hand-offs", "inline-batches", "records-with-aggregation",
+                                   "gate-manifests"]}[version]
     assert ("record_batch" in remote, "write_report" in remote) == ((True, True) if version == "v2-manifests" else
                                                                     (False, version == "v1-lists"))
-    lean = version in ("v3-children", "v4-local-progress", "current")
-    assert ("record_batch" in local and "write_report" in local) == lean
+    lean = version in ("v3-children", "v4-local-progress", "v5-direct-progress", "current")
+    assert "write_report" in local if lean else "write_report" not in local
+    # both branches of the clean run are gated in the run: their records go with the aggregation's request
+    assert ("record_batch" in local) == (lean and version != "current")
+    batched_remote, batched_local, _ = commands(ROOT / "tests" / "histories" / version / "batched.run.json") \
+        if inline else ([], [], [])
+    if version == "current":  # a branch of several batches records each as its child ends; the one-batch branch not
+        assert batched_local.count("record_batch") == 2 and batched_remote.count("aggregate_enrichments") == 1
     assert batch_patches == {"v3-children": ["lean-hand-offs"],
                              "v4-local-progress": ["lean-hand-offs", "inline-batches"],
+                             "v5-direct-progress": ["direct-progress", "lean-hand-offs", "inline-batches"],
                              "current": ["direct-progress", "lean-hand-offs", "inline-batches"]}.get(version, [])
-    assert ("publish_progress_many" in batch_local) == (lean and version != "current")
+    direct = version in ("v5-direct-progress", "current")
+    assert ("publish_progress_many" in batch_local) == (lean and not direct)
     announced = [a for a in local + batch_local if a.startswith("publish_progress")]
-    assert (announced == []) == (version == "current")  # progress without a local activity
+    assert (announced == []) == direct  # progress without a local activity
     assert ("enrich_contact_chunk" in remote) == inline
     assert ("clean.contacts-batch-0000.json" in text) == (not inline)
     crash = json.loads(text["analyzer-crash.run.json" if inline else "analyzer-crash.contacts-batch-0000.json"])
@@ -110,7 +122,8 @@ async def test_the_current_code_replays_every_recorded_history(path: Path) -> No
 
 
 async def test_an_unpatched_change_fails_replay_and_a_patched_one_passes() -> None:
-    assert VERSIONS == ["current", "v1-lists", "v2-manifests", "v3-children", "v4-local-progress"]
+    assert VERSIONS == ["current", "v1-lists", "v2-manifests", "v3-children", "v4-local-progress",
+                        "v5-direct-progress"]
     run = history(ROOT / "tests" / "histories" / "current" / "clean.run.json")
     broken = await replayer(PausesFirst, ChunkBatchWorkflow).replay_workflow(run, raise_on_replay_failure=False)
     assert broken.replay_failure is not None and "nondetermin" in str(broken.replay_failure).lower()

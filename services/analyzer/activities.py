@@ -43,7 +43,7 @@ from shared.contracts import (
 )
 from shared.datasets import read_contacts, read_opportunities, scan_chunks
 from shared.llm import LlmCall, ModelEndpoint, ask_structured
-from shared.manifests import accepted_outputs, read_gates
+from shared.manifests import accepted_outputs, read_gates, write_gates
 from shared.settings import Settings
 from shared.taxonomy import title_rule
 
@@ -218,7 +218,10 @@ class AnalyzerActivities:
     @activity.defn(name=steps.AGGREGATE)
     def aggregate_enrichments(self, request: AggregateRequest) -> ArtifactRef:
         """Sum the validated chunk outputs, build the fact catalogue over them and the full data, and write the
-        insights agent's context; returns its reference."""
+        insights agent's context; returns its reference. The gate records of a branch gated in the run itself
+        come with the request: they go to the store first, where the report reads them too."""
+        for record in request.records:
+            write_gates(self.store, record)
         people = scan_chunks(self.store, request.contacts.chunks).select("id", "company", "title").collect()
         deals = scan_chunks(self.store, request.opportunities.chunks).select(
             "id", "name", "amount", "stage", "contact_id"

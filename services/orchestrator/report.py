@@ -19,7 +19,6 @@ from shared.contracts import (
     ContactEnrichment,
     Coverage,
     FactCatalogue,
-    GateManifest,
     GateRecord,
     GateSummary,
     InsightsContext,
@@ -33,11 +32,10 @@ from shared.contracts import (
     ReviewedStep,
     RunResult,
     TokenUsage,
-    gate_manifest_key,
 )
 from shared.datasets import read_contacts, read_opportunities
 from shared.figures import count, fact_value, money, percent, share_pct
-from shared.manifests import read_gates
+from shared.manifests import read_gates, write_gates
 
 TABLE_ROWS = 50
 L = TypeVar("L", ContactEnrichment, OpportunityRisk)
@@ -177,8 +175,7 @@ class ReportActivities:
     @activity.defn(name=steps.RECORD_BATCH)
     def record_batch(self, record: BatchRecord) -> ArtifactRef:
         """Keep one batch's gate records in the store, where aggregation and the report read them."""
-        return self.store.write_model(gate_manifest_key(record.run_id, record.branch, record.number),
-                                      GateManifest(gates=record.gates))
+        return write_gates(self.store, record)
 
     def _quarantined(self, gate: GateRecord) -> QuarantinedStep:
         """A left-out step: how many rows, which (the first of them), and why its last attempt was rejected."""

@@ -66,6 +66,11 @@ INLINE = "inline-batches"
 # not through a local activity each: no round trip between the workflow and its worker and no history event per
 # announcement (docs/benchmarks.md). Asked first thing in a run, so that every announcement of a run takes one path.
 DIRECT = "direct-progress"
+# workflow.patched id: the gate records of a branch gated in the run itself go to the store with the aggregation
+# step's request, not in a local activity of their own: one workflow task with a local activity fewer for each such
+# branch between the last verdict and aggregation (docs/benchmarks.md). Batches gated in child workflows are
+# recorded as before, each as its child ends.
+RECORDS = "records-with-aggregation"
 ANALYZE = {"contacts": steps.ENRICH_CONTACTS, "opportunities": steps.ASSESS_OPPORTUNITIES}
 VALIDATE = {"contacts": steps.VALIDATE_CONTACTS, "opportunities": steps.VALIDATE_OPPORTUNITIES}
 
@@ -250,6 +255,8 @@ class CrmAnalysisWorkflow(ReviewDesk):
         self._manifests = False
         self._lean = False
         self._inline = False
+        self._records_later = False
+        self._pending: list[BatchRecord] = []  # gate records aggregation puts in the store (RECORDS)
 
     @workflow.query
     def progress(self) -> RunProgress:
@@ -263,6 +270,7 @@ class CrmAnalysisWorkflow(ReviewDesk):
         workflow.patched(DIRECT)
         self._lean = workflow.patched(LEAN)
         self._inline = workflow.patched(INLINE)
+        self._records_later = workflow.patched(RECORDS)
         await announce(request.run_id, "run_started")
         try:
             result = await self._run(request)
@@ -328,7 +336,7 @@ class CrmAnalysisWorkflow(ReviewDesk):
                 contact_outputs=[g.accepted_output for g in contact_gates if g.accepted_output] if listed else [],
                 opportunity_outputs=[g.accepted_output for g in opportunity_gates if g.accepted_output]
                 if listed else [],
-                contact_batches=contact_batches, opportunity_batches=opportunity_batches,
+                contact_batches=contact_batches, opportunity_batches=opportunity_batches, records=self._pending,
             ),
             ArtifactRef, options.ingest, options.analyzer_queue, "aggregate",
         )
@@ -392,10 +400,12 @@ class CrmAnalysisWorkflow(ReviewDesk):
                 result = await self._child_batch(batch, number)
             self._tokens += sum(gate.usage.tokens for gate in result.gates)
             if self._manifests:
-                await run_step(steps.RECORD_BATCH, BatchRecord(run_id=run_id, branch=dataset.branch, number=number,
-                                                                gates=result.gates),
-                               ArtifactRef, options.validation, options.orchestrator_queue,
-                               f"{dataset.branch} batch {number}", local=self._lean)
+                record = BatchRecord(run_id=run_id, branch=dataset.branch, number=number, gates=result.gates)
+                if here and self._records_later:
+                    self._pending.append(record)  # aggregation writes it (RECORDS)
+                else:
+                    await run_step(steps.RECORD_BATCH, record, ArtifactRef, options.validation,
+                                   options.orchestrator_queue, f"{dataset.branch} batch {number}", local=self._lean)
                 recorded += 1
             else:
                 gates.extend(result.gates)
