@@ -103,9 +103,12 @@ class DatasetRef(Contract):
     chunk_prefix: str = ""
     listed: list[ArtifactRef] = Field(default_factory=list, validation_alias="chunks",
                                       description="Written by versions that listed every chunk; read, not written.")
+    chunk_format: Literal["parquet", "jsonl"] = Field(default="parquet", description="The chunk files' format: JSON "
+                                                      "lines from this version on; runs ingested before wrote Parquet.")
 
     def chunk(self, index: int) -> ArtifactRef:
-        return self.listed[index] if self.listed else ArtifactRef(key=f"{self.chunk_prefix}/chunk-{index:05d}.parquet")
+        return self.listed[index] if self.listed else ArtifactRef(
+            key=f"{self.chunk_prefix}/chunk-{index:05d}.{self.chunk_format}")
 
     @property
     def chunks(self) -> list[ArtifactRef]:

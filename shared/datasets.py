@@ -1,12 +1,19 @@
-"""The normalized chunk files every service reads: one Parquet file per chunk, one schema per branch."""
+"""The normalized chunk files every service reads: one file per chunk, one schema per branch.
+
+A chunk is JSON lines, one record a line as the record's model writes it (``model_dump_json``): a chunk step reads
+its few hundred rows with one call of the records' validator, and aggregation scans the files' columns with polars.
+Runs ingested before this wrote Parquet (``DatasetRef.chunk_format``); their chunks are read as they were written.
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 
 import polars as pl
 from pydantic import TypeAdapter
+from pydantic_core import to_json
 
 from shared.artifacts import ArtifactStore
 from shared.contracts import ArtifactRef, Branch, ContactRecord, OpportunityRecord
@@ -16,8 +23,15 @@ CONTACT_COLUMNS = ("id", "name", "company", "title", "created_date")
 OPPORTUNITY_COLUMNS = ("id", "name", "stage", "amount", "contact_id", "close_date")
 
 
-def chunk_key(run_id: str, branch: Branch, index: int) -> str:
-    return f"runs/{run_id}/data/{branch}/chunk-{index:05d}.parquet"
+CHUNK_FORMAT = "jsonl"  # what ingest writes now (DatasetRef.chunk_format)
+
+
+def chunk_key(run_id: str, branch: Branch, index: int, chunk_format: str = CHUNK_FORMAT) -> str:
+    return f"runs/{run_id}/data/{branch}/chunk-{index:05d}.{chunk_format}"
+
+
+def _parquet(ref: ArtifactRef) -> bool:
+    return ref.key.endswith(".parquet")
 
 
 _EXTRA = pl.List(pl.Struct({"key": pl.String, "value": pl.String}))
@@ -44,46 +58,84 @@ def write_frame(store: ArtifactStore, key: str, frame: pl.DataFrame) -> Artifact
     return store.write_bytes(key, buffer.getvalue())
 
 
+def chunk_bytes(rows: Sequence[Mapping[str, object]]) -> bytes:
+    """Records (as ``model_dump`` writes them) as a chunk file: one JSON document a line."""
+    return b"".join(to_json(row) + b"\n" for row in rows)
+
+
 def write_chunk(store: ArtifactStore, branch: Branch, key: str, rows: Sequence[Mapping[str, object]]) -> ArtifactRef:
-    return write_frame(store, key, chunk_frame(branch, rows))
+    """One chunk file, in the format its key names."""
+    if key.endswith(".parquet"):
+        return write_frame(store, key, chunk_frame(branch, rows))
+    return store.write_bytes(key, chunk_bytes(rows))
 
 
 def read_frame(store: ArtifactStore, ref: ArtifactRef, columns: Sequence[str] | None = None) -> pl.DataFrame:
-    """One chunk, through the store (a local file or an object)."""
+    """One Parquet chunk (runs ingested before the JSON lines), through the store (a local file or an object)."""
     # one chunk is a few hundred rows: read on this thread, without the statistics no filter here would use (half
     # the time of polars' defaults, which a chunk step pays twice: analysis and validation)
     source = store.path(ref) if not store.remote else io.BytesIO(store.read_bytes(ref))
     return pl.read_parquet(source, columns=list(columns) if columns else None, parallel="none", use_statistics=False)
 
 
-def scan_chunks(store: ArtifactStore, refs: Sequence[ArtifactRef]) -> pl.LazyFrame:
-    """Every chunk of a dataset as one frame (lazily scanned from local files; read in turn from objects)."""
+# A JSON lines chunk as polars scans it: dates and amounts are strings in JSON, typed as the Parquet chunks were
+_SCANNED: dict[Branch, dict[str, pl.DataType]] = {
+    branch: {name: pl.String() if name in ("created_date", "close_date", "amount") else dtype
+             for name, dtype in schema.items()} for branch, schema in _SCHEMAS.items()}
+
+
+def _typed(frame: pl.LazyFrame, branch: Branch) -> pl.LazyFrame:
+    if branch == "contacts":
+        return frame.with_columns(pl.col("created_date").str.to_date("%Y-%m-%d"))
+    return frame.with_columns(pl.col("amount").cast(_SCHEMAS["opportunities"]["amount"]),
+                              pl.col("close_date").str.to_date("%Y-%m-%d"))
+
+
+def scan_chunks(store: ArtifactStore, refs: Sequence[ArtifactRef], branch: Branch) -> pl.LazyFrame:
+    """Every chunk of a dataset as one frame of the branch's schema (lazily scanned from local files; read in turn
+    from objects)."""
+    if refs and _parquet(refs[0]):
+        if not store.remote:
+            return pl.scan_parquet([store.path(ref) for ref in refs])
+        return pl.concat([read_frame(store, ref) for ref in refs]).lazy()
+    if not refs:
+        return pl.DataFrame(schema=_SCHEMAS[branch]).lazy()
     if not store.remote:
-        return pl.scan_parquet([store.path(ref) for ref in refs])
-    return pl.concat([read_frame(store, ref) for ref in refs]).lazy()
+        return _typed(pl.scan_ndjson([store.path(ref) for ref in refs], schema=_SCANNED[branch]), branch)
+    return _typed(pl.concat([pl.read_ndjson(io.BytesIO(store.read_bytes(ref)), schema=_SCANNED[branch])
+                             for ref in refs]).lazy(), branch)
 
 
 _CONTACTS = TypeAdapter(list[ContactRecord])  # a chunk's records validated in one call, not one call a record
 _OPPORTUNITIES = TypeAdapter(list[OpportunityRecord])
 
 
+def _as_array(data: bytes) -> bytes:
+    """JSON lines as one JSON array (a line holds no raw line break: JSON escapes it)."""
+    return b"[" + data.strip().replace(b"\n", b",") + b"]"
+
+
 def read_contacts(store: ArtifactStore, ref: ArtifactRef) -> list[ContactRecord]:
-    return _CONTACTS.validate_python(read_frame(store, ref).to_dicts())
+    if _parquet(ref):
+        return _CONTACTS.validate_python(read_frame(store, ref).to_dicts())
+    return _CONTACTS.validate_json(_as_array(store.read_bytes(ref)))
 
 
 def read_opportunities(store: ArtifactStore, ref: ArtifactRef) -> list[OpportunityRecord]:
-    return _OPPORTUNITIES.validate_python(read_frame(store, ref).to_dicts())
+    if _parquet(ref):
+        return _OPPORTUNITIES.validate_python(read_frame(store, ref).to_dicts())
+    return _OPPORTUNITIES.validate_json(_as_array(store.read_bytes(ref)))
 
 
 def warm_up() -> None:
-    """Pay at start-up what a worker's first chunk would pay: polars' first Parquet write and read and its first
-    group-by and join (about 7 ms more the first time than after)."""
+    """Pay at start-up what a worker's first chunk would pay: the records' first JSON read, polars' first JSON lines
+    scan, group-by and join (about 7 ms more the first time than after)."""
     rows: list[tuple[Branch, dict[str, object]]] = [
         ("contacts", {"id": "w", "name": "w", "company": "w", "title": "w", "created_date": None}),
-        ("opportunities", {"id": "w", "name": "w", "stage": "w", "amount": 1, "contact_id": "w", "close_date": None})]
+        ("opportunities", {"id": "w", "name": "w", "stage": "w", "amount": Decimal("1.00"), "contact_id": "w",
+                           "close_date": None})]
     for branch, row in rows:
-        buffer = io.BytesIO()
-        chunk_frame(branch, [row]).write_parquet(buffer)
-        buffer.seek(0)
-        frame = pl.read_parquet(buffer)
+        data = chunk_bytes([row])
+        (_CONTACTS if branch == "contacts" else _OPPORTUNITIES).validate_json(_as_array(data))
+        frame = _typed(pl.read_ndjson(io.BytesIO(data), schema=_SCANNED[branch]).lazy(), branch).collect()
         frame.group_by("name").len().join(frame, on="name").to_dicts()

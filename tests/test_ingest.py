@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from services.analyzer.ingest import (
     parse_opportunities,
 )
 from shared.artifacts import ArtifactStore
-from shared.contracts import ArtifactRef, ContactRecord, IngestRequest, KeyValue, OpportunityRecord
-from shared.datasets import read_contacts, read_opportunities
+from shared.contracts import ArtifactRef, ContactRecord, DatasetRef, IngestRequest, KeyValue, OpportunityRecord
+from shared.datasets import chunk_frame, read_contacts, read_opportunities, scan_chunks, write_chunk
 from tests.harness import ARTICLE
 
 HEADER = "id,name,company,title,created_date"
@@ -244,3 +245,43 @@ def test_ingest_reports_what_it_assumed(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path / "store")
     result = ingest(store, uploaded(store, "r1", contacts, ARTICLE / "crm_opportunities.csv", 10, 10), lambda _: None)
     assert result.warnings == ["contacts.csv is not UTF-8; it was decoded as Windows-1252 (export as UTF-8 to be sure)"]
+
+
+def test_chunks_are_json_lines_read_back_as_the_records_parsed(tmp_path: Path) -> None:
+    """A chunk file is one record a line, read back equal to what the parser yielded (amounts to the cent, dates,
+    extra columns, flags); aggregation scans the same files as typed columns."""
+    contacts = write(tmp_path, "c.csv", f"{HEADER},notes\n1,Ann,Acme,CEO,2024-01-05,x\n2,bob,Acme,,,\"a, b\"\n")
+    opportunities = write(tmp_path, "o.csv", "id,name,stage,amount,contact_id,close_date\n"
+                          "1,A,Closed Won,\"1,250.5\",1,2024-06-30\n2,B,Open,0,7,\n")
+    store = ArtifactStore(tmp_path / "store")
+    request = uploaded(store, "r1", contacts, opportunities, 200, 200).model_copy(update={"keep_extra_columns": True})
+    result = ingest(store, request, lambda rows: None)
+    [chunk] = result.contacts.chunks
+    assert chunk.key.endswith(".jsonl") and result.contacts.chunk_format == "jsonl"
+    assert len(store.read_bytes(chunk).splitlines()) == 2
+    assert read_contacts(store, chunk) == list(parse_contacts(contacts))
+    assert read_contacts(store, chunk)[1].extra == [KeyValue(key="notes", value="a, b")]
+    deals = read_opportunities(store, result.opportunities.chunks[0])
+    assert deals == list(parse_opportunities(opportunities, {"1", "2"}))
+    assert str(deals[0].amount) == "1250.50" and deals[1].quality_flags == ["unknown_contact", "zero_amount"]
+    scanned = scan_chunks(store, result.opportunities.chunks, "opportunities").collect()
+    assert scanned.schema == chunk_frame("opportunities", []).schema
+    assert scanned.get_column("amount").to_list() == [Decimal("1250.50"), Decimal("0.00")]
+    assert scanned.get_column("close_date").to_list() == [date(2024, 6, 30), None]
+
+
+def test_chunks_of_runs_ingested_as_parquet_are_still_read(tmp_path: Path) -> None:
+    """A run ingested before the JSON lines (its DatasetRef has no chunk_format) reads its Parquet chunks as they
+    were written, record for record and column for column."""
+    store = ArtifactStore(tmp_path / "store")
+    records = list(parse_contacts(str(ARTICLE / "crm_contacts.csv")))
+    old = DatasetRef.model_validate({"branch": "contacts", "source_name": "c.csv", "rows": len(records),
+                                     "chunk_size": 200, "chunk_count": 1, "chunk_prefix": "runs/old/data/contacts"})
+    new = old.model_copy(update={"chunk_prefix": "runs/new/data/contacts", "chunk_format": "jsonl"})
+    assert old.chunk(0).key == "runs/old/data/contacts/chunk-00000.parquet"
+    for dataset in (old, new):
+        write_chunk(store, "contacts", dataset.chunk(0).key, [r.model_dump() for r in records])
+        assert read_contacts(store, dataset.chunk(0)) == records
+    assert store.read_bytes(old.chunk(0)).startswith(b"PAR1")
+    assert scan_chunks(store, old.chunks, "contacts").collect().equals(
+        scan_chunks(store, new.chunks, "contacts").collect())

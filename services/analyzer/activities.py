@@ -222,8 +222,8 @@ class AnalyzerActivities:
         come with the request: they go to the store first, where the report reads them too."""
         for record in request.records:
             write_gates(self.store, record)
-        people = scan_chunks(self.store, request.contacts.chunks).select("id", "company", "title").collect()
-        deals = scan_chunks(self.store, request.opportunities.chunks).select(
+        people = scan_chunks(self.store, request.contacts.chunks, "contacts").select("id", "company", "title").collect()
+        deals = scan_chunks(self.store, request.opportunities.chunks, "opportunities").select(
             "id", "name", "amount", "stage", "contact_id"
         ).collect()
         # a gate never passes a record for an id the chunk lacks; a reviewer's approval can: it counts nowhere
