@@ -466,6 +466,9 @@ class InsightsContext(Contract):
                                         "ContactChunkOutput).")
     risks: ArtifactRef | None = Field(default=None, description="Every accepted risk of a deal in the export (an "
                                       "OpportunityChunkOutput).")
+    catalogue_digest: str | None = Field(default=None, description="A digest of the catalogue's content, whatever "
+                                         "the order of its facts (the insights step's reuse key); runs aggregated "
+                                         "before it compute it from the catalogue.")
 
 
 class FactCatalogue(Contract):

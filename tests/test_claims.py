@@ -9,7 +9,7 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
-from services.analyzer.catalogue import CatalogueBuilder, build_catalogue
+from services.analyzer.catalogue import CatalogueBuilder, build_catalogue, catalogue_digest
 from services.validator.claims import check_insights
 from services.validator.numbers import numbers_in
 from shared.contracts import (
@@ -189,3 +189,17 @@ def test_unknown_facts_and_repeated_titles_are_rejected(catalogue: FactCatalogue
 def test_numbers_as_people_write_them(text: str, value: str, stated: bool) -> None:
     [number] = numbers_in(text)
     assert number.states(Decimal(value)) is stated
+
+
+def test_the_catalogue_digest_ignores_the_order_of_facts_and_sees_any_change(catalogue: FactCatalogue) -> None:
+    """The insights step's reuse key: the same content in another order of facts (group-bys keep none) is the same
+    digest; one fact's value or one entity's referent changed is another."""
+    digest = catalogue_digest(catalogue)
+    assert catalogue_digest(catalogue.model_copy(update={"facts": catalogue.facts[::-1]})) == digest
+    first = catalogue.facts[0]
+    changed = [first.model_copy(update={"value": first.value + 1}), *catalogue.facts[1:]]
+    assert catalogue_digest(catalogue.model_copy(update={"facts": changed})) != digest
+    deal = next(i for i, e in enumerate(catalogue.entities) if e.kind == "deal")
+    renamed = list(catalogue.entities)
+    renamed[deal] = renamed[deal].model_copy(update={"refers_to": "5999"})
+    assert catalogue_digest(catalogue.model_copy(update={"entities": renamed})) != digest

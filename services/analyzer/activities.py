@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from services.analyzer import agents
-from services.analyzer.catalogue import build_catalogue
+from services.analyzer.catalogue import build_catalogue, catalogue_digest
 from services.analyzer.ingest import BadInputError, ingest
 from shared import reuse, steps
 from shared.answer_schema import Schema
@@ -25,8 +25,10 @@ from shared.contracts import (
     ContactChunkOutput,
     ContactEnrichment,
     ContactRecord,
+    Contract,
     CountItem,
     EnrichmentSummary,
+    Fact,
     FactCatalogue,
     FailedCheck,
     IngestRequest,
@@ -125,6 +127,12 @@ def one_label_per_title(labels: pl.DataFrame, titles: pl.DataFrame) -> tuple[pl.
     differs = pl.any_horizontal(*(pl.col(c) != pl.col(f"{c}_chosen") for c in CHOSEN))
     changed = joined.filter(differs).height
     return joined.with_columns(pl.col(f"{c}_chosen").alias(c) for c in CHOSEN).select(labels.columns), changed
+
+
+class _CatalogueFacts(Contract):
+    """A fact catalogue read for its facts alone: its entities (two a deal) are skipped, not built."""
+
+    facts: list[Fact]
 
 
 class AnalyzerActivities:
@@ -263,20 +271,30 @@ class AnalyzerActivities:
                                             enriched.write_ndjson().encode())
         risks_ref = self.store.write_bytes(f"runs/{request.run_id}/risks.jsonl", assessed.write_ndjson().encode())
         context = InsightsContext(facts=request.facts, summary=summary, catalogue=catalogue_ref, prompt_facts=shown,
-                                  contact_labels=labels_ref, risks=risks_ref)
+                                  contact_labels=labels_ref, risks=risks_ref,
+                                  catalogue_digest=catalogue_digest(catalogue))
         return self.store.write_model(f"runs/{request.run_id}/insights-context.json", context)
+
+    def _insights_inputs(self, task: InsightsTask) -> tuple[list[Fact], str]:
+        """The facts shown to the model and the step's reuse key. A context that carries the
+        catalogue's digest spares reading its entities (two a deal) here; an older one is digested as it was."""
+        context = self.store.read_model(task.context, InsightsContext)
+        shown = set(context.prompt_facts)
+        if context.catalogue_digest is not None:
+            facts = self.store.read_model(context.catalogue, _CatalogueFacts).facts
+            content = "\n".join([context.catalogue_digest, *sorted(context.prompt_facts)])
+        else:
+            catalogue = self.store.read_model(context.catalogue, FactCatalogue)
+            facts = catalogue.facts
+            # canonical: the catalogue's order comes from group-bys, which do not keep one
+            content = "\n".join([*sorted(f.model_dump_json() for f in catalogue.facts),
+                                  *sorted(e.model_dump_json() for e in catalogue.entities),
+                                  *sorted(context.prompt_facts)])
+        return [f for f in facts if f.id in shown], self._reuse_key("insights", content.encode())
 
     @activity.defn(name=steps.WRITE_INSIGHTS)
     async def write_insights(self, task: InsightsTask) -> StepOutput:
-        context = await asyncio.to_thread(self.store.read_model, task.context, InsightsContext)
-        catalogue = await asyncio.to_thread(self.store.read_model, context.catalogue, FactCatalogue)
-        shown = set(context.prompt_facts)
-        facts = [f for f in catalogue.facts if f.id in shown]
-        # canonical: the catalogue's order comes from group-bys, which do not keep one
-        key = self._reuse_key("insights", "\n".join([
-            *sorted(f.model_dump_json() for f in catalogue.facts), *sorted(e.model_dump_json() for e in
-                                                                         catalogue.entities),
-            *sorted(context.prompt_facts)]).encode())
+        facts, key = await asyncio.to_thread(self._insights_inputs, task)
         if (found := await self._reused(task, key)) is not None:
             return found
         answer = await ask_structured(

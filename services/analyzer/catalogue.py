@@ -8,6 +8,7 @@ from the grouping keys of ``shared.taxonomy``, so the same company or stage has 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from decimal import Decimal
 
@@ -207,6 +208,17 @@ def build_catalogue(facts: Facts, contacts: pl.DataFrame, deals: pl.DataFrame, l
         facts_made = _partial(facts_made, ASSESSED_DEAL_FACTS, "among the assessed deals only")
     catalogue = FactCatalogue(facts=facts_made, entities=entities)
     return catalogue, prompt_facts(catalogue)
+
+
+def catalogue_digest(catalogue: FactCatalogue) -> str:
+    """The catalogue's content as a digest: its facts in the order of their ids (group-bys keep none), its entities
+    in the order they are built (companies and stages sorted, deals in the export's order), serialized in one call
+    (at 10,000 deals, one call an entity took 70 ms)."""
+    digest = hashlib.sha256()
+    for fact in sorted(catalogue.facts, key=lambda f: f.id):
+        digest.update(fact.model_dump_json().encode() + b"\n")
+    digest.update(_ENTITIES.dump_json(catalogue.entities))
+    return digest.hexdigest()
 
 
 # Facts computed from the validated labels (contacts) or risks (deals), by id prefix.
