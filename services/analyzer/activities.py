@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import io
 from collections.abc import Callable, Hashable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -105,9 +105,11 @@ def read_outputs(store: ArtifactStore, refs: Sequence[ArtifactRef], field: str,
                  schema: dict[str, pl.DataType | type[pl.DataType]]) -> pl.DataFrame:
     """Validated chunk outputs as one frame, in chunk order, with each row's place (``row``): columns rather than
     a model object per record, which for a large export's labels would take several times the memory."""
-    frames = [pl.DataFrame(json.loads(store.read_bytes(ref))[field], schema=schema) for ref in refs]
-    whole = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=schema)
-    return whole.with_row_index("row")
+    # one JSON array of every output, parsed by polars in one call (a frame an output took 2.5 times as long)
+    documents = b"[" + b",".join(store.read_bytes(ref) for ref in refs) + b"]"
+    outputs = pl.read_json(io.BytesIO(documents), schema={field: pl.List(pl.Struct(schema))})
+    return (outputs.explode(field).filter(pl.col(field).is_not_null())  # an empty output explodes to a null
+            .unnest(field).with_row_index("row"))
 
 
 def one_label_per_title(labels: pl.DataFrame, titles: pl.DataFrame) -> tuple[pl.DataFrame, int]:
