@@ -92,6 +92,18 @@ async def test_a_whole_run_through_an_s3_bucket(s3_endpoint: str, temporal_addre
     assert not (tmp_path / "artifacts").exists() and not (ROOT / "s3:").exists(), "nothing written locally"
 
 
+@pytest.mark.parametrize("key", ["../escape", "/etc/passwd", "runs/../../escape", "runs//x.json", "runs/./x.json",
+                                 "runs\\..\\x.json", ""])
+def test_a_local_store_refuses_a_key_that_is_not_below_it(tmp_path: Path, key: str) -> None:
+    """Keys are checked, not resolved: a key with an empty, '.' or '..' part, an absolute one or one with a
+    backslash is refused; its close neighbour, a plain relative key, lands below the store's root."""
+    store = ArtifactStore(tmp_path / "store")
+    with pytest.raises(ValueError, match="not a relative key"):
+        store.write_bytes(key, b"x")
+    ref = store.write_bytes("runs/x.json", b"x")
+    assert store.path(ref) == (tmp_path / "store").resolve() / "runs" / "x.json" and store.read_bytes(ref) == b"x"
+
+
 async def test_a_run_id_that_could_escape_its_keys_is_refused(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
     env["TOLLGATE_TEMPORAL_ADDRESS"] = "127.0.0.1:9"  # refused before anything connects
