@@ -15,12 +15,14 @@ from shared.artifacts import ArtifactStore
 from shared.contracts import (
     MAX_FAILED_CHECKS,
     ContactChunkOutput,
+    ContactRecord,
     FactCatalogue,
     FailedCheck,
     GateVerdict,
     InsightsContext,
     InsightsOutput,
     OpportunityChunkOutput,
+    OpportunityRecord,
     TokenUsage,
     ValidationTask,
 )
@@ -100,10 +102,16 @@ class ValidatorActivities:
 
     @activity.defn(name=steps.VALIDATE_CONTACTS)
     async def validate_contact_chunk(self, task: ValidationTask) -> GateVerdict:
-        assert task.chunk is not None, "a chunk validation needs its chunk"
-        records = await asyncio.to_thread(read_contacts, self.store, task.chunk)
-        output = ContactChunkOutput(enrichments=[]) if task.output.schema_error else await asyncio.to_thread(
-            self.store.read_model, task.output.output, ContactChunkOutput)
+        chunk = task.chunk
+        assert chunk is not None, "a chunk validation needs its chunk"
+        records: list[ContactRecord] = []
+        output = ContactChunkOutput(enrichments=[])
+
+        def deterministic() -> list[FailedCheck]:  # read and checked on one thread: one hand-over, not three
+            nonlocal records, output
+            records = read_contacts(self.store, chunk)
+            output = self.store.read_model(task.output.output, ContactChunkOutput)
+            return checks.check_contacts(records, output)
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
             # a title the taxonomy settles completely leaves nothing to judge: the rules held it to its labels
@@ -112,14 +120,20 @@ class ValidatorActivities:
                                           _seed(task))
             return await self._judge(task, "contact", [e.id for e in sample], judge.contacts_prompt(records, sample))
 
-        return await self._gate(task, lambda: checks.check_contacts(records, output), ai)
+        return await self._gate(task, deterministic, ai)
 
     @activity.defn(name=steps.VALIDATE_OPPORTUNITIES)
     async def validate_opportunity_chunk(self, task: ValidationTask) -> GateVerdict:
-        assert task.chunk is not None, "a chunk validation needs its chunk"
-        records = await asyncio.to_thread(read_opportunities, self.store, task.chunk)
-        output = OpportunityChunkOutput(risks=[]) if task.output.schema_error else await asyncio.to_thread(
-            self.store.read_model, task.output.output, OpportunityChunkOutput)
+        chunk = task.chunk
+        assert chunk is not None, "a chunk validation needs its chunk"
+        records: list[OpportunityRecord] = []
+        output = OpportunityChunkOutput(risks=[])
+
+        def deterministic() -> list[FailedCheck]:  # read and checked on one thread: one hand-over, not three
+            nonlocal records, output
+            records = read_opportunities(self.store, chunk)
+            output = self.store.read_model(task.output.output, OpportunityChunkOutput)
+            return checks.check_opportunities(records, output)
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
             # closed deals are assessed in code and fully covered by the rules; the model reviews the open ones
@@ -131,7 +145,7 @@ class ValidatorActivities:
             return await self._judge(task, "opportunity", [r.id for r in sample],
                                      judge.opportunities_prompt(records, sample))
 
-        return await self._gate(task, lambda: checks.check_opportunities(records, output), ai)
+        return await self._gate(task, deterministic, ai)
 
     def _insights_inputs(self, task: ValidationTask) -> tuple[FactCatalogue, InsightsOutput]:
         assert task.insights_context is not None, "an insights validation needs its context"
