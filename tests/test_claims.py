@@ -4,6 +4,7 @@ up, a name no fact is about)."""
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal
 
 import polars as pl
@@ -22,6 +23,7 @@ from shared.contracts import (
     OpportunityFacts,
     StageItem,
 )
+from shared.taxonomy import text_key
 
 FACTS = Facts(
     contacts=ContactFacts(total_contacts=6, unique_companies=2, top_company="Acme Corp", top_company_contacts=4,
@@ -203,3 +205,20 @@ def test_the_catalogue_digest_ignores_the_order_of_facts_and_sees_any_change(cat
     renamed = list(catalogue.entities)
     renamed[deal] = renamed[deal].model_copy(update={"refers_to": "5999"})
     assert catalogue_digest(catalogue.model_copy(update={"entities": renamed})) != digest
+
+
+def test_a_ranking_takes_the_places_a_full_sort_gives_them() -> None:
+    """Rankings sort only the rows that can take a place; on random rows (ties, zeros, spellings of one name) the
+    places and the ties left out are those of every row sorted, largest first, names in their canonical order."""
+    rng = random.Random(7)
+    for _ in range(3000):
+        names = ["Acme", "acme", "Beta", "b", "Core"]
+        rows = [(rng.choice(names) + str(rng.randrange(2)), Decimal(rng.randrange(-1, 5)))
+                for _ in range(rng.randrange(0, 10))]
+        built = CatalogueBuilder()
+        built.ranking("r", "r", rows, "count", "company")
+        ordered = sorted((r for r in rows if r[1] > 0), key=lambda r: (-r[1], text_key(r[0])))
+        values = [value for _entity, value in ordered]
+        expected = {f"rank:r:{place}": entity for place, (entity, value) in enumerate(ordered[:3], start=1)
+                    if values.count(value) == 1}
+        assert {fact_id: fact.entity for fact_id, fact in built.facts.items()} == expected, rows

@@ -9,6 +9,8 @@ from the grouping keys of ``shared.taxonomy``, so the same company or stage has 
 from __future__ import annotations
 
 import hashlib
+import heapq
+from collections import Counter
 from collections.abc import Iterable
 from decimal import Decimal
 
@@ -59,10 +61,15 @@ class CatalogueBuilder:
                 kind: EntityKind) -> None:
         """Places 1..RANKED of ``rows`` (entity, value), largest first; a zero value is not ranked, and a place
         shared by a tie is not a fact (nothing is 'the largest' when two are as large)."""
-        ordered = sorted((row for row in rows if row[1] > 0), key=lambda row: (-row[1], text_key(row[0])))
-        values = [value for _entity, value in ordered]
+        positive = [row for row in rows if row[1] > 0]
+        if not positive:
+            return
+        counts = Counter(value for _entity, value in positive)
+        # only rows as large as the RANKED-th largest can take a place: the rest are not sorted (an open deal each)
+        cutoff = heapq.nlargest(RANKED, counts.elements())[-1]
+        ordered = sorted((row for row in positive if row[1] >= cutoff), key=lambda row: (-row[1], text_key(row[0])))
         for place, (entity, value) in enumerate(ordered[:RANKED], start=1):
-            if values.count(value) > 1:
+            if counts[value] > 1:
                 continue
             self.add(_fact(f"rank:{name}:{place}", f"{'top' if place == 1 else f'#{place}'} {label}: {entity}",
                            value, unit, kind, entity))
