@@ -21,11 +21,11 @@ from shared.artifacts import ArtifactStore
 from shared.contracts import (
     AggregateRequest,
     ArtifactRef,
+    CatalogueFacts,
     ChunkTask,
     ContactChunkOutput,
     ContactEnrichment,
     ContactRecord,
-    Contract,
     CountItem,
     EnrichmentSummary,
     Fact,
@@ -136,12 +136,6 @@ def one_label_per_title(labels: pl.DataFrame, titles: pl.DataFrame) -> tuple[pl.
     differs = pl.any_horizontal(*(pl.col(c) != pl.col(f"{c}_chosen") for c in CHOSEN))
     changed = joined.filter(differs).height
     return joined.with_columns(pl.col(f"{c}_chosen").alias(c) for c in CHOSEN).select(labels.columns), changed
-
-
-class _CatalogueFacts(Contract):
-    """A fact catalogue read for its facts alone: its entities (two a deal) are skipped, not built."""
-
-    facts: list[Fact]
 
 
 class AnalyzerActivities:
@@ -290,7 +284,7 @@ class AnalyzerActivities:
         context = self.store.read_model(task.context, InsightsContext)
         shown = set(context.prompt_facts)
         if context.catalogue_digest is not None:
-            facts = self.store.read_model(context.catalogue, _CatalogueFacts).facts
+            facts = self.store.read_model(context.catalogue, CatalogueFacts).facts
             content = "\n".join([context.catalogue_digest, *sorted(context.prompt_facts)])
         else:
             catalogue = self.store.read_model(context.catalogue, FactCatalogue)

@@ -14,11 +14,11 @@ from shared.contracts import (
     ArtifactRef,
     BatchRecord,
     BranchUsage,
+    CatalogueFacts,
     CitedInsight,
     ContactChunkOutput,
     ContactEnrichment,
     Coverage,
-    FactCatalogue,
     GateRecord,
     GateSummary,
     InsightsContext,
@@ -201,7 +201,7 @@ class ReportActivities:
     def write_report(self, request: ReportRequest) -> RunResult:
         """Gather the accepted outputs and write the report files; returns the report and where it is."""
         context = self.store.read_model(request.insights_context, InsightsContext)
-        catalogue = {f.id: f for f in self.store.read_model(context.catalogue, FactCatalogue).facts}
+        catalogue = {f.id: f for f in self.store.read_model(context.catalogue, CatalogueFacts).facts}
         insights = [] if request.insights_output is None else [
             CitedInsight(insight=insight, facts=[catalogue[i] for i in insight.facts if i in catalogue])
             for insight in self.store.read_model(request.insights_output, InsightsOutput).insights
