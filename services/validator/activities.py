@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
+from typing import Generic, TypeVar
 
 from opentelemetry.trace import Span
 from temporalio import activity
@@ -14,6 +15,7 @@ from shared import reuse, steps
 from shared.artifacts import ArtifactStore
 from shared.contracts import (
     MAX_FAILED_CHECKS,
+    ArtifactRef,
     ContactChunkOutput,
     ContactRecord,
     FactCatalogue,
@@ -61,6 +63,35 @@ def _record(span: Span, failures: list[FailedCheck]) -> None:
     span.set_attribute("tollgate.gate.failed_checks", sorted({f.check for f in failures}))
 
 
+Rec = TypeVar("Rec", ContactRecord, OpportunityRecord)
+Out = TypeVar("Out", ContactChunkOutput, OpportunityChunkOutput)
+
+
+class ChunkInputs(Generic[Rec, Out]):
+    """A chunk validation's deterministic layer: its records and the output read and checked on one worker thread
+    (one hand-over to the event loop, not three); the AI layer then reads what it read."""
+
+    def __init__(self, store: ArtifactStore, task: ValidationTask,
+                 read: Callable[[ArtifactStore, ArtifactRef], list[Rec]], output_type: type[Out],
+                 check: Callable[[list[Rec], Out], list[FailedCheck]]) -> None:
+        assert task.chunk is not None, "a chunk validation needs its chunk"
+        self.store, self.task, self.chunk = store, task, task.chunk
+        self.read: Callable[[ArtifactStore, ArtifactRef], list[Rec]] = read
+        self.output_type: type[Out] = output_type
+        self.check: Callable[[list[Rec], Out], list[FailedCheck]] = check
+        self.records: list[Rec] = []
+        self.output: Out | None = None
+
+    def read_output(self) -> Out:
+        assert self.output is not None, "the AI layer runs after the deterministic layer read the output"
+        return self.output
+
+    def __call__(self) -> list[FailedCheck]:
+        self.records = self.read(self.store, self.chunk)
+        self.output = self.store.read_model(self.task.output.output, self.output_type)
+        return self.check(self.records, self.output)
+
+
 class ValidatorActivities:
     def __init__(self, store: ArtifactStore, settings: Settings, endpoint: ModelEndpoint) -> None:
         self.store = store
@@ -102,40 +133,24 @@ class ValidatorActivities:
 
     @activity.defn(name=steps.VALIDATE_CONTACTS)
     async def validate_contact_chunk(self, task: ValidationTask) -> GateVerdict:
-        chunk = task.chunk
-        assert chunk is not None, "a chunk validation needs its chunk"
-        records: list[ContactRecord] = []
-        output = ContactChunkOutput(enrichments=[])
-
-        def deterministic() -> list[FailedCheck]:  # read and checked on one thread: one hand-over, not three
-            nonlocal records, output
-            records = read_contacts(self.store, chunk)
-            output = self.store.read_model(task.output.output, ContactChunkOutput)
-            return checks.check_contacts(records, output)
+        read = ChunkInputs(self.store, task, read_contacts, ContactChunkOutput, checks.check_contacts)
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
+            records, output = read.records, read.read_output()
             # a title the taxonomy settles completely leaves nothing to judge: the rules held it to its labels
             judged = {r.id for r in records if not title_rule(r.title).settled}
             sample = judge.attempt_sample([e for e in output.enrichments if e.id in judged], task.ai_review_sample,
                                           _seed(task))
             return await self._judge(task, "contact", [e.id for e in sample], judge.contacts_prompt(records, sample))
 
-        return await self._gate(task, deterministic, ai)
+        return await self._gate(task, read, ai)
 
     @activity.defn(name=steps.VALIDATE_OPPORTUNITIES)
     async def validate_opportunity_chunk(self, task: ValidationTask) -> GateVerdict:
-        chunk = task.chunk
-        assert chunk is not None, "a chunk validation needs its chunk"
-        records: list[OpportunityRecord] = []
-        output = OpportunityChunkOutput(risks=[])
-
-        def deterministic() -> list[FailedCheck]:  # read and checked on one thread: one hand-over, not three
-            nonlocal records, output
-            records = read_opportunities(self.store, chunk)
-            output = self.store.read_model(task.output.output, OpportunityChunkOutput)
-            return checks.check_opportunities(records, output)
+        read = ChunkInputs(self.store, task, read_opportunities, OpportunityChunkOutput, checks.check_opportunities)
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
+            records, output = read.records, read.read_output()
             # closed deals are assessed in code and fully covered by the rules; the model reviews the open ones
             # a closed deal, or an open one whose stage and amount allow one risk only, is the rules' business
             judged = {r.id for r in records
@@ -145,7 +160,7 @@ class ValidatorActivities:
             return await self._judge(task, "opportunity", [r.id for r in sample],
                                      judge.opportunities_prompt(records, sample))
 
-        return await self._gate(task, deterministic, ai)
+        return await self._gate(task, read, ai)
 
     def _insights_inputs(self, task: ValidationTask) -> tuple[FactCatalogue, InsightsOutput]:
         assert task.insights_context is not None, "an insights validation needs its context"
