@@ -250,7 +250,8 @@ def test_ingest_reports_what_it_assumed(tmp_path: Path) -> None:
 def test_chunks_are_json_lines_read_back_as_the_records_parsed(tmp_path: Path) -> None:
     """A chunk file is one record a line, read back equal to what the parser yielded (amounts to the cent, dates,
     extra columns, flags); aggregation scans the same files as typed columns."""
-    contacts = write(tmp_path, "c.csv", f"{HEADER},notes\n1,Ann,Acme,CEO,2024-01-05,x\n2,bob,Acme,,,\"a, b\"\n")
+    contacts = write(tmp_path, "c.csv", f"{HEADER},notes\n1,Ann,Acme,CEO,2024-01-05,x\n2,bob,Acme,,,\"a, b\"\n"
+                     '3,"Li\nWei \u2028Zhang",Acme,CTO,,\n')
     opportunities = write(tmp_path, "o.csv", "id,name,stage,amount,contact_id,close_date\n"
                           "1,A,Closed Won,\"1,250.5\",1,2024-06-30\n2,B,Open,0,7,\n")
     store = ArtifactStore(tmp_path / "store")
@@ -258,12 +259,15 @@ def test_chunks_are_json_lines_read_back_as_the_records_parsed(tmp_path: Path) -
     result = ingest(store, request, lambda rows: None)
     [chunk] = result.contacts.chunks
     assert chunk.key.endswith(".jsonl") and result.contacts.chunk_format == "jsonl"
-    assert len(store.read_bytes(chunk).splitlines()) == 2
+    assert store.read_bytes(chunk).count(b"\n") == 3  # a line break inside a value is escaped in its line
     assert read_contacts(store, chunk) == list(parse_contacts(contacts))
+    assert read_contacts(store, chunk)[2].name == "Li\nWei \u2028Zhang"
     assert read_contacts(store, chunk)[1].extra == [KeyValue(key="notes", value="a, b")]
     deals = read_opportunities(store, result.opportunities.chunks[0])
     assert deals == list(parse_opportunities(opportunities, {"1", "2"}))
     assert str(deals[0].amount) == "1250.50" and deals[1].quality_flags == ["unknown_contact", "zero_amount"]
+    assert scan_chunks(store, result.contacts.chunks, "contacts").collect().get_column("name").to_list() == [
+        "Ann", "bob", "Li\nWei \u2028Zhang"]
     scanned = scan_chunks(store, result.opportunities.chunks, "opportunities").collect()
     assert scanned.schema == chunk_frame("opportunities", []).schema
     assert scanned.get_column("amount").to_list() == [Decimal("1250.50"), Decimal("0.00")]
