@@ -29,6 +29,7 @@ from temporalio.worker import Worker
 
 from benchmarks.common import (
     ARTICLE,
+    CpuSampler,
     Figure,
     Figures,
     cpu_seconds,
@@ -148,10 +149,11 @@ async def measure(args: argparse.Namespace, folder: Path) -> Figures:
                                   alone[5] * 1000, "ms", "", "CPU a run: " + ", ".join(
                                       f"{name} {ms:.0f} ms" for name, ms in spent.items())))
             steps = -(-args.throughput_contacts // 200) + -(-(args.throughput_contacts // 2) // 200) + 1
-            start = time.monotonic()
-            handle = await start_run(client, settings, *big, "throughput")
-            await handle.result()
-            elapsed = time.monotonic() - start
+            with CpuSampler(dev) as sampler:
+                start = time.monotonic()
+                handle = await start_run(client, settings, *big, "throughput")
+                await handle.result()
+                elapsed = time.monotonic() - start
             bare = await floor(client, steps * 2)
             shaped = await shape_floor(client, steps, 16)
             figures.append(Figure("throughput, no model latency: gated steps a second", steps / elapsed, "steps/s",
@@ -169,6 +171,21 @@ async def measure(args: argparse.Namespace, folder: Path) -> Figures:
                                   "on one queue, then one on another, 16 in flight)", steps / elapsed / shaped, "x",
                                   ">= 0.5x", f"{shaped:.0f} bare steps/s; the chunk steps alone: "
                                   f"{(steps - 1) / chunks / shaped:.2f}x"))
+            # where the CPU went, by phase: before the first chunk's model call (ingest), the chunk steps, after the
+            # last one (aggregation, the insights step, the report)
+            mine = [r for r in llm.requests
+                    if r.run == "throughput" and r.step.startswith(("contacts/", "opportunities/"))]
+            first, last = min(r.received for r in mine), max(r.answered for r in mine)
+            chunk_cpu = sampler.spent(first, last)
+            before, after = sampler.spent(start, first), sampler.spent(last, start + elapsed)
+            figures.append(Figure("throughput run: CPU a chunk step, all processes",
+                                  sum(chunk_cpu.values()) / (steps - 1) * 1000, "ms", "", ", ".join(
+                                      f"{name} {seconds / (steps - 1) * 1000:.1f}" for name, seconds in
+                                      chunk_cpu.items() if name != "redis") + f"; {sum(chunk_cpu.values()):.1f} s "
+                                  f"over {last - first:.1f} s of chunk steps on {os.cpu_count()} cores; before the "
+                                  f"first chunk's call {first - start:.2f} s (analyzer {before.get('analyzer', 0):.2f} "
+                                  f"s CPU), after the last one {start + elapsed - last:.2f} s (analyzer "
+                                  f"{after.get('analyzer', 0):.2f} s)"))
             peak = peaks(dev)
             figures.append(Figure("peak memory of the largest process in that run", max(peak.values()), "MB",
                                   "< 500 MB each", ", ".join(f"{name} {mb:.0f}" for name, mb in peak.items())))

@@ -9,9 +9,10 @@ import os
 import random
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,46 @@ def cpu_seconds(dev: DevStack) -> dict[str, float]:
                 fields = Path(f"/proc/{child.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
                 used[child.name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return used
+
+
+@dataclass
+class CpuSampler:
+    """Every process's CPU seconds read from /proc every ``every`` seconds on a thread of its own, so that a run's
+    CPU can be split by phase afterwards (``spent``)."""
+
+    dev: DevStack
+    every: float = 0.02
+    samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+
+    def __enter__(self) -> CpuSampler:
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.is_set():
+                self.samples.append((time.monotonic(), cpu_seconds(self.dev)))
+                self._stop.wait(self.every)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.monotonic(), cpu_seconds(self.dev)))
+
+    def spent(self, start: float, end: float) -> dict[str, float]:
+        return spent_between(self.samples, start, end)
+
+
+def spent_between(samples: list[tuple[float, dict[str, float]]], start: float, end: float) -> dict[str, float]:
+    """CPU seconds each process spent between ``start`` and ``end``: the samples nearest to them (a sample is a time
+    and each process's CPU seconds so far), at most a sampling interval off at each end."""
+    if not samples:
+        return {}
+    first = min(samples, key=lambda s: abs(s[0] - start))[1]
+    last = min(samples, key=lambda s: abs(s[0] - end))[1]
+    return {name: last[name] - first[name] for name in first if name in last}
 
 
 def peaks(dev: DevStack) -> dict[str, float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.common import busy_seconds
+from benchmarks.common import busy_seconds, spent_between
 from benchmarks.timeline import idle_stretches
 from deploy.scripted_model import Request
 
@@ -36,3 +36,13 @@ def test_the_stretches_and_the_llm_time_add_up_to_the_run(calls: list[Request]) 
     start, end = 10.0, 12.5
     idle = sum(finish - begin for begin, finish in idle_stretches(calls, start, end))
     assert idle + busy_seconds(calls, start, end) == pytest.approx(end - start)
+
+
+def test_cpu_by_phase_takes_the_samples_nearest_to_its_ends() -> None:
+    """A phase's CPU is the difference between the samples nearest its start and its end, process by process (a
+    process missing from one sample is left out)."""
+    samples = [(10.00, {"a": 1.0, "b": 5.0}), (10.02, {"a": 1.01, "b": 5.0}), (10.04, {"a": 1.03, "b": 5.02}),
+               (10.06, {"a": 1.05, "b": 5.03, "c": 0.5})]
+    assert spent_between(samples, 10.011, 10.049) == pytest.approx({"a": 0.02, "b": 0.02})
+    assert spent_between(samples, 10.019, 10.061) == pytest.approx({"a": 0.04, "b": 0.03})
+    assert spent_between([], 10.0, 11.0) == {}
