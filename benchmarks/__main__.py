@@ -52,10 +52,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
 
 
-def branch_phase(llm: ScriptedLlm, run_id: str) -> float:
-    """From the first model call of either branch to the end of the last (the insights step excluded)."""
+def branch_span(llm: ScriptedLlm, run_id: str) -> tuple[float, float]:
+    """The first model call of either branch and the end of the last (the insights step excluded)."""
     mine = [r for r in llm.requests if r.run == run_id and r.step.startswith(("contacts/", "opportunities/"))]
-    return max(r.answered for r in mine) - min(r.received for r in mine)
+    return min(r.received for r in mine), max(r.answered for r in mine)
+
+
+def branch_phase(llm: ScriptedLlm, run_id: str) -> float:
+    """From the first model call of either branch to the end of the last."""
+    first, last = branch_span(llm, run_id)
+    return last - first
 
 
 async def floor(client: Client, count: int) -> float:
@@ -173,9 +179,7 @@ async def measure(args: argparse.Namespace, folder: Path) -> Figures:
                                   f"{(steps - 1) / chunks / shaped:.2f}x"))
             # where the CPU went, by phase: before the first chunk's model call (ingest), the chunk steps, after the
             # last one (aggregation, the insights step, the report)
-            mine = [r for r in llm.requests
-                    if r.run == "throughput" and r.step.startswith(("contacts/", "opportunities/"))]
-            first, last = min(r.received for r in mine), max(r.answered for r in mine)
+            first, last = branch_span(llm, "throughput")
             chunk_cpu = sampler.spent(first, last)
             before, after = sampler.spent(start, first), sampler.spent(last, start + elapsed)
             figures.append(Figure("throughput run: CPU a chunk step, all processes",

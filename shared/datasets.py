@@ -26,8 +26,8 @@ OPPORTUNITY_COLUMNS = ("id", "name", "stage", "amount", "contact_id", "close_dat
 CHUNK_FORMAT = "jsonl"  # what ingest writes now (DatasetRef.chunk_format)
 
 
-def chunk_key(run_id: str, branch: Branch, index: int, chunk_format: str = CHUNK_FORMAT) -> str:
-    return f"runs/{run_id}/data/{branch}/chunk-{index:05d}.{chunk_format}"
+def chunk_key(run_id: str, branch: Branch, index: int) -> str:
+    return f"runs/{run_id}/data/{branch}/chunk-{index:05d}.{CHUNK_FORMAT}"
 
 
 def _parquet(ref: ArtifactRef) -> bool:
@@ -52,21 +52,13 @@ def chunk_frame(branch: Branch, rows: Sequence[Mapping[str, object]]) -> pl.Data
     return pl.DataFrame(list(rows), schema=_SCHEMAS[branch])
 
 
-def write_frame(store: ArtifactStore, key: str, frame: pl.DataFrame) -> ArtifactRef:
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer)
-    return store.write_bytes(key, buffer.getvalue())
-
-
 def chunk_bytes(rows: Sequence[Mapping[str, object]]) -> bytes:
     """Records (as ``model_dump`` writes them) as a chunk file: one JSON document a line."""
     return b"".join(to_json(row) + b"\n" for row in rows)
 
 
-def write_chunk(store: ArtifactStore, branch: Branch, key: str, rows: Sequence[Mapping[str, object]]) -> ArtifactRef:
-    """One chunk file, in the format its key names."""
-    if key.endswith(".parquet"):
-        return write_frame(store, key, chunk_frame(branch, rows))
+def write_chunk(store: ArtifactStore, key: str, rows: Sequence[Mapping[str, object]]) -> ArtifactRef:
+    """One chunk file (JSON lines: nothing writes Parquet chunks any more, runs ingested before read theirs)."""
     return store.write_bytes(key, chunk_bytes(rows))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -283,8 +284,11 @@ def test_chunks_of_runs_ingested_as_parquet_are_still_read(tmp_path: Path) -> No
                                      "chunk_size": 200, "chunk_count": 1, "chunk_prefix": "runs/old/data/contacts"})
     new = old.model_copy(update={"chunk_prefix": "runs/new/data/contacts", "chunk_format": "jsonl"})
     assert old.chunk(0).key == "runs/old/data/contacts/chunk-00000.parquet"
+    parquet = io.BytesIO()  # as versions before the JSON lines wrote a chunk
+    chunk_frame("contacts", [r.model_dump() for r in records]).write_parquet(parquet)
+    store.write_bytes(old.chunk(0).key, parquet.getvalue())
+    write_chunk(store, new.chunk(0).key, [r.model_dump() for r in records])
     for dataset in (old, new):
-        write_chunk(store, "contacts", dataset.chunk(0).key, [r.model_dump() for r in records])
         assert read_contacts(store, dataset.chunk(0)) == records
     assert store.read_bytes(old.chunk(0)).startswith(b"PAR1")
     assert scan_chunks(store, old.chunks, "contacts").collect().equals(

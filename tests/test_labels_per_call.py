@@ -41,7 +41,7 @@ async def test_forty_distinct_titles_are_three_calls_and_one_validated_output(tm
         store = ArtifactStore(str(tmp_path))
         records = [ContactRecord(id=f"C{i}", name=f"Person {i}", company="Acme", title=f"Program Manager {i}",
                                  created_date=date(2024, 1, 1)) for i in range(40)]
-        chunk = write_chunk(store, "contacts", chunk_key("run-1", "contacts", 0), [r.model_dump() for r in records])
+        chunk = write_chunk(store, chunk_key("run-1", "contacts", 0), [r.model_dump() for r in records])
         endpoint = resolve_endpoint(settings)
         task = ChunkTask(run_id="run-1", step="contacts/chunk-00000", branch="contacts", chunk=chunk, attempt=1,
                          feedback=[], reuse=False)

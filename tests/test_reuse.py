@@ -96,7 +96,7 @@ def test_an_attempts_output_is_written_once_and_checked_on_every_read(tmp_path: 
 
 async def test_the_validator_refuses_an_output_that_changed_after_it_was_written(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
-    chunk = write_chunk(store, "contacts", chunk_key("r2", "contacts", 0), [{
+    chunk = write_chunk(store, chunk_key("r2", "contacts", 0), [{
         "id": "1", "name": "Ann", "company": "Acme", "title": "Engineering Manager", "created_date": None,
         "extra": [], "quality_flags": []}])
     label = ContactEnrichment(id="1", seniority="mid", department="engineering", decision_maker=False,

@@ -330,7 +330,7 @@ def _write_dataset(
 
     def flush() -> None:
         nonlocal written, pending
-        write_chunk(store, branch, chunk_key(run_id, branch, written), pending)
+        write_chunk(store, chunk_key(run_id, branch, written), pending)
         for name, values in columns.items():
             values.extend(row[name] for row in pending)
         if len(columns["id"]) >= FACT_BATCH:
