@@ -11,8 +11,10 @@ import pytest
 
 from services.analyzer.ingest import (
     BadInputError,
+    contact_facts,
     contact_rows,
     ingest,
+    opportunity_facts,
     opportunity_rows,
     parse_amount,
     parse_contacts,
@@ -293,3 +295,25 @@ def test_chunks_of_runs_ingested_as_parquet_are_still_read(tmp_path: Path) -> No
     assert store.read_bytes(old.chunk(0)).startswith(b"PAR1")
     assert scan_chunks(store, old.chunks, "contacts").collect().equals(
         scan_chunks(store, new.chunks, "contacts").collect())
+
+
+def test_facts_from_the_kept_columns_are_the_facts_of_the_chunks_written(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ingest keeps the fact columns as it writes (the flags as one string a row, split by polars, in batches of
+    FACT_BATCH rows): the facts it computes are those of the rows in its chunk files, rows with no flag, one, and
+    several included, across batch boundaries."""
+    monkeypatch.setattr("services.analyzer.ingest.FACT_BATCH", 3)
+    contacts = write(tmp_path, "c.csv", f"{HEADER}\n1,Ann,Acme,,\n2,ann,Acme,CEO,\n3,Bob,,Eng,\n4,Cy,Beta,Eng,\n"
+                     "5,ANNE SMITH,Beta,,\n6,Ann,Beta,,\n7,Di,Acme,CEO,\n")
+    opportunities = write(tmp_path, "o.csv", "id,name,stage,amount,contact_id,close_date\n1,A,Closed Won,0,99,\n"
+                          "2,B,Closed Lost,50,2,\n3,C,Negotiation,50,98,\n4,D,closed won,0,1,\n5,E,Won,7,97,\n")
+    store = ArtifactStore(tmp_path / "store")
+    result = ingest(store, uploaded(store, "r1", contacts, opportunities, 2, 2), lambda _: None)
+    rows = [c.model_dump() for ref in result.contacts.chunks for c in read_contacts(store, ref)]
+    deals = [o.model_dump() for ref in result.opportunities.chunks for o in read_opportunities(store, ref)]
+    assert {len(r["quality_flags"]) for r in rows} == {0, 1, 2}
+    assert {len(d["quality_flags"]) for d in deals} == {0, 1, 2}
+    assert result.facts.contacts == contact_facts(chunk_frame("contacts", rows))
+    assert result.facts.opportunities == opportunity_facts(chunk_frame("opportunities", deals))
+    assert (result.facts.contacts.missing_titles, result.facts.contacts.duplicate_names) == (3, 2)
+    assert result.facts.opportunities.orphan_opportunity_ids == ["1", "3", "5"]
