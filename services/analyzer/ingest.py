@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import re
 from collections.abc import Callable, Iterator
@@ -167,13 +168,20 @@ def _parse_date(path: str, row: _Row, column: str) -> date | None:
 _CURRENCY = re.compile(r"^[$€£]|[$€£]$|\b(?:usd|eur|gbp)\b", re.IGNORECASE)
 
 
+@functools.cache
+def _amount_pattern(decimal_separator: str) -> re.Pattern[str]:
+    """1234.56 or 1,234.56 (with "," as the separator: 1234,56 or 1.234,56), at most two decimals."""
+    grouping = "," if decimal_separator == "." else "."
+    dec, grp = re.escape(decimal_separator), re.escape(grouping)
+    return re.compile(rf"-?(\d{{1,3}}({grp}\d{{3}})+|\d+)({dec}\d{{1,2}})?")
+
+
 def parse_amount(text: str, decimal_separator: str = ".") -> Decimal:
     """An amount exactly as written, in the export's notation: '1,234.56' (or '1.234,56' with ',' as the decimal
     separator). A format that could be read two ways is refused, never reinterpreted; raises ValueError."""
     grouping = "," if decimal_separator == "." else "."
     raw = _CURRENCY.sub("", text.strip()).strip()
-    dec, grp = re.escape(decimal_separator), re.escape(grouping)
-    if not re.fullmatch(rf"-?(\d{{1,3}}({grp}\d{{3}})+|\d+)({dec}\d{{1,2}})?", raw):
+    if not _amount_pattern(decimal_separator).fullmatch(raw):
         if re.fullmatch(r"-?[\d.,]+", raw) and re.search(r"\d", raw):
             raise ValueError(
                 f"{snippet(text)} is an ambiguous amount: with {decimal_separator!r} as the decimal separator it could "
