@@ -238,9 +238,12 @@ RISK_ALLOWED: dict[tuple[str, AmountBand], frozenset[RiskLevel]] = {
 }
 
 
+ANY_RISK: frozenset[RiskLevel] = frozenset(get_args(RiskLevel))
+
+
 def risk_allowed(stage: str, amount: Decimal) -> frozenset[RiskLevel]:
     """The risk levels an open deal may carry; a stage this table does not know allows any."""
-    return RISK_ALLOWED.get((stage_key(stage), amount_band(amount)), frozenset(get_args(RiskLevel)))
+    return RISK_ALLOWED.get((stage_key(stage), amount_band(amount)), ANY_RISK)
 
 
 CLOSING_ACTION = re.compile(

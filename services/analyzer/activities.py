@@ -201,9 +201,10 @@ class AnalyzerActivities:
         if (found := await self._reused(task, key)) is not None:
             return found
         profiles = {r.id: agents.deal_profile(r) for r in records}
+        settled = {r.id: agents.settled_assessment(r) for r in records}
         standing: dict[tuple[str, str], OpportunityRecord] = {}
         for record in records:
-            if (profile := profiles[record.id]) is not None and agents.settled_assessment(record) is None:
+            if (profile := profiles[record.id]) is not None and settled[record.id] is None:
                 standing.setdefault(profile, record)
         by_profile: dict[tuple[str, str], agents.OpportunityLabel] = {}
         strays: list[agents.OpportunityLabel] = []
@@ -218,7 +219,7 @@ class AnalyzerActivities:
             by_profile, strays = spread_answers(standing, risks_said)
         risks: list[OpportunityRisk] = []
         for record in records:
-            label = agents.settled_assessment(record) or by_profile.get(profiles[record.id] or ("", ""))
+            label = settled[record.id] or by_profile.get(profiles[record.id] or ("", ""))
             if label is not None:
                 risks.append(OpportunityRisk(**{**label.model_dump(), "id": record.id},
                                              quality_flags=record.quality_flags))
