@@ -360,7 +360,7 @@ def sample_catalogue(contacts: list[ContactRecord], deals: list[OpportunityRecor
                                  "decision_maker": e.decision_maker} for e in labels])
     risk_frame = pl.DataFrame([{"id": r.id, "risk": r.risk} for r in risks])
     catalogue, _shown = build_catalogue(facts, people, frame, label_frame, risk_frame)
-    return catalogue
+    return catalogue.model()
 
 
 def evaluate(seed: int = 7) -> Evaluation:

@@ -10,16 +10,24 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
-from services.analyzer.catalogue import CatalogueBuilder, build_catalogue, catalogue_digest
+from services.analyzer.catalogue import (
+    BuiltCatalogue,
+    CatalogueBuilder,
+    build_catalogue,
+    catalogue_digest,
+    deal_entities,
+)
 from services.validator.claims import check_insights
 from services.validator.numbers import numbers_in
 from shared.contracts import (
     ClaimKind,
     ContactFacts,
+    Fact,
     FactCatalogue,
     Facts,
     Insight,
     InsightsOutput,
+    NamedEntity,
     OpportunityFacts,
     StageItem,
 )
@@ -59,7 +67,7 @@ def catalogue() -> FactCatalogue:
     risks = pl.DataFrame({"id": ["5001", "5002", "5003", "5004"], "risk": ["high", "high", "low", "medium"]})
     built, shown = build_catalogue(FACTS, contacts, deals, labels, risks)
     assert set(shown) <= {f.id for f in built.facts}
-    return built
+    return built.model()
 
 
 def fact(catalogue: FactCatalogue, fact_id: str) -> Decimal:
@@ -222,3 +230,34 @@ def test_a_ranking_takes_the_places_a_full_sort_gives_them() -> None:
         expected = {f"rank:r:{place}": entity for place, (entity, value) in enumerate(ordered[:3], start=1)
                     if values.count(value) == 1}
         assert {fact_id: fact.entity for fact_id, fact in built.facts.items()} == expected, rows
+
+
+def test_the_catalogue_as_built_is_written_as_its_model_writes_it() -> None:
+    """Aggregation writes the deals' entities (two a deal: its id, and its name when it has one) from columns, not
+    as a model each: the file is byte for byte what ``FactCatalogue`` writes with a model an entity (names with
+    quotes, backslashes, control characters, line separators and characters outside the BMP included), and the
+    digest is the same (the insights step's reuse key does not change with the way it is computed)."""
+    rng = random.Random(5)
+    alphabet = [*map(chr, range(0x250)), "\u2028", "\u2029", "\ufeff", "\U0001f600", "\U0010ffff"]
+    names: list[str | None] = ["".join(rng.choice(alphabet) for _ in range(1, rng.randrange(2, 12)))
+                               for _ in range(400)]
+    names[3], names[7] = None, ""  # no name: the deal is named by its id alone
+    deals = pl.DataFrame({"id": [f"D{i}" for i in range(len(names))], "name": names})
+    named = [NamedEntity(kind="company", name="Acme", refers_to="Acme"),
+             NamedEntity(kind="stage", name="won", refers_to="Closed Won")]
+    by_deal: list[NamedEntity] = []
+    for deal_id, name in zip(deals.get_column("id"), names, strict=True):
+        by_deal.append(NamedEntity(kind="deal", name=deal_id, refers_to=deal_id))
+        if name:
+            by_deal.append(NamedEntity(kind="deal", name=name, refers_to=deal_id))
+    assert len(by_deal) == 798
+    facts = [Fact(id="contacts", label="contacts in the export", entity_kind="run", value=Decimal(6), unit="count"),
+             Fact(id="deal:D1:amount", label="amount of deal D1", entity_kind="deal", entity="D1",
+                  value=Decimal("10.50"), unit="usd")]
+    for companies_and_stages, rows, entities in ((named, deals, named + by_deal), ([], deals, by_deal),
+                                                 (named, deals.head(0), named)):
+        built = BuiltCatalogue(facts=facts, entities=companies_and_stages, deal_entities=deal_entities(rows))
+        model = FactCatalogue(facts=facts, entities=entities)
+        assert built.to_json() == model.model_dump_json().encode()
+        assert built.model() == model
+        assert catalogue_digest(built) == catalogue_digest(model)

@@ -268,7 +268,7 @@ class AnalyzerActivities:
         catalogue, shown = build_catalogue(
             request.facts, people, deals,
             enriched.select("id", "seniority", "department", "decision_maker"), assessed.select("id", "risk"))
-        catalogue_ref = self.store.write_model(f"runs/{request.run_id}/fact-catalogue.json", catalogue)
+        catalogue_ref = self.store.write_bytes(f"runs/{request.run_id}/fact-catalogue.json", catalogue.to_json())
         # JSON lines, as ContactEnrichment and OpportunityRisk write them: the report copies them as they are and
         # reads only the rows its table shows
         labels_ref = self.store.write_bytes(f"runs/{request.run_id}/contact-labels.jsonl",
