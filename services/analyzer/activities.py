@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import polars as pl
+from pydantic import TypeAdapter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -102,6 +103,9 @@ CHOSEN = ("seniority", "department", "decision_maker")
 
 
 OUTPUTS_A_PARSE = 32
+# a chunk's records as one JSON array, the content of its reuse key (one call, not one a record)
+_CONTACT_RECORDS = TypeAdapter(list[ContactRecord])
+_DEAL_RECORDS = TypeAdapter(list[OpportunityRecord])
 
 
 def read_outputs(store: ArtifactStore, refs: Sequence[ArtifactRef], field: str,
@@ -160,7 +164,7 @@ class AnalyzerActivities:
         asked of the model once per chunk (its first contact stands for it) and its answer given to every
         contact with that title, so one title gets one set of labels."""
         records = await asyncio.to_thread(read_contacts, self.store, task.chunk)
-        key = self._reuse_key("contacts", "\n".join(r.model_dump_json() for r in records).encode())
+        key = self._reuse_key("contacts", _CONTACT_RECORDS.dump_json(records))
         if (found := await self._reused(task, key)) is not None:
             return found
         rules = {r.id: title_rule(r.title) for r in records}
@@ -197,7 +201,7 @@ class AnalyzerActivities:
         a profile the policy settles is assessed in code; every other profile is asked of the model once per chunk
         (its first deal stands for it) and the answer given to every deal of that profile."""
         records = await asyncio.to_thread(read_opportunities, self.store, task.chunk)
-        key = self._reuse_key("opportunities", "\n".join(r.model_dump_json() for r in records).encode())
+        key = self._reuse_key("opportunities", _DEAL_RECORDS.dump_json(records))
         if (found := await self._reused(task, key)) is not None:
             return found
         profiles = {r.id: agents.deal_profile(r) for r in records}
