@@ -7,6 +7,7 @@ import contextvars
 import gc
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -221,6 +222,23 @@ async def _touch_while_running(health_file: Path | None, worker: Worker) -> None
     while not worker.is_shutdown:
         await asyncio.to_thread(health_file.touch)
         await asyncio.sleep(HEALTH_EVERY)
+
+
+def heartbeat_every(every: float = 1.0) -> Callable[..., None]:
+    """A heartbeat for work that reports progress often (ingest, once a chunk, from a thread): passed on at most once
+    every ``every`` seconds, the first ``every`` after the start, as ``heartbeating`` beats. Each beat from a thread
+    wakes the worker's event loop: with a beat a chunk, ingest at 20,000/10,000 took about an eighth longer in the
+    worker (docs/benchmarks.md)."""
+    last = time.monotonic()
+
+    def beat(*details: Any) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= every:
+            last = now
+            activity.heartbeat(*details)
+
+    return beat
 
 
 @asynccontextmanager

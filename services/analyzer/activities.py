@@ -48,6 +48,7 @@ from shared.llm import LlmCall, ModelEndpoint, ask_structured
 from shared.manifests import accepted_outputs, read_gates, write_gates
 from shared.settings import Settings
 from shared.taxonomy import title_rule
+from shared.temporal import heartbeat_every
 
 
 def _counts(frame: pl.DataFrame, column: str) -> list[CountItem]:
@@ -153,7 +154,7 @@ class AnalyzerActivities:
     def ingest_exports(self, request: IngestRequest) -> IngestResult:
         """Parse and chunk both exports (sync: it is CPU and file work, run on the worker's thread pool)."""
         try:
-            return ingest(self.store, request, lambda rows: activity.heartbeat(rows))
+            return ingest(self.store, request, heartbeat_every())
         except BadInputError as error:
             raise ApplicationError(str(error), type="BadInput", non_retryable=True) from None
 
