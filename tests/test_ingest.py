@@ -317,3 +317,21 @@ def test_facts_from_the_kept_columns_are_the_facts_of_the_chunks_written(tmp_pat
     assert result.facts.opportunities == opportunity_facts(chunk_frame("opportunities", deals))
     assert (result.facts.contacts.missing_titles, result.facts.contacts.duplicate_names) == (3, 2)
     assert result.facts.opportunities.orphan_opportunity_ids == ["1", "3", "5"]
+
+
+def test_a_bad_byte_past_the_encoding_probe_is_named_at_its_line(tmp_path: Path) -> None:
+    """The exports are decoded a block at a time; a byte that is not UTF-8 far into the file (past the 64 KiB the
+    encoding is guessed from, so the guess is UTF-8) is still reported at its line, not at its block."""
+    rows = "".join(f"{i},Person {i},Acme,Engineer,2024-01-02\n" for i in range(1, 3001))
+    path = write(tmp_path, "c.csv", f"{HEADER}\n{rows}".encode() + b"3001,\xff\xfe,Acme,Engineer,\n")
+    assert Path(path).stat().st_size > 64 * 1024
+    with pytest.raises(BadInputError) as caught:
+        list(contact_rows(path))
+    assert str(caught.value) == "c.csv: line 3002 is not UTF-8 text; export the CSV as UTF-8"
+    fine = write(tmp_path, "d.csv", f"{HEADER}\n{rows}".encode() + b"3001,Zo\xc3\xab,Acme,Engineer,\n")
+    assert [r["name"] for r in contact_rows(fine)][-2:] == ["Person 3000", "Zoë"]
+
+
+def test_old_mac_line_endings_are_rows(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", f"{HEADER}\r1,Ann,Acme,CEO,\r2,Bob,Beta,Engineer,\r")
+    assert [r["id"] for r in contact_rows(path)] == ["1", "2"]
