@@ -10,6 +10,7 @@ before progress left the local activities, ``v5-direct-progress`` runs from befo
 went with the aggregation's request), and every folder is replayed.
 
     uv run python -m tests.record_histories
+    uv run python -m tests.record_histories rounds   # the whole-rounds scenario alone
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ async def record() -> list[Path]:
             written += await _save(client, "h-crash", "analyzer-crash")
             # the contacts in two batches: each a child workflow, as a large export's are
             written += await _run_and_save(client, base.model_copy(update={"chunks_per_batch": 1}), "batched")
+            written += await rounds(client, base)
         except BaseException:
             print(stack.log_text()[-4000:], file=sys.stderr)
             raise
@@ -115,6 +117,31 @@ async def record() -> list[Path]:
     return written
 
 
+async def rounds(client: Client, base: Settings) -> list[Path]:
+    """Five contact chunks, three a batch at most, two in flight: batches of whole rounds (2, 2, 1), not 3 and 2."""
+    return await _run_and_save(client, base.model_copy(update={"contact_chunk_size": 1, "chunks_per_batch": 3,
+                                                               "max_parallel_chunks": 2}), "rounds")
+
+
+async def record_rounds() -> list[Path]:
+    """The rounds scenario alone, beside the histories already recorded (`python -m tests.record_histories
+    rounds`): recorded with the version that added the patch, without re-recording the rest."""
+    llm = ScriptedLlm().start()
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        temporal, address = start_temporal(work / "temporal.db")
+        stack: Stack = make_stack(address, llm, work, TOLLGATE_ENCRYPT_PAYLOADS="false")
+        try:
+            client = await connect(stack.settings)
+            return await rounds(client, stack.settings.model_copy(update={"contact_chunk_size": 3,
+                                                                           "gate_attempts": 2}))
+        finally:
+            stack.stop()
+            temporal.terminate()
+            temporal.wait(10)
+            llm.stop()
+
+
 async def _run_and_save(client: Client, settings: Settings, scenario: str, run_id: str | None = None) -> list[Path]:
     run_id = run_id or f"h-{scenario}"
     await _run(client, settings, run_id)
@@ -122,7 +149,7 @@ async def _run_and_save(client: Client, settings: Settings, scenario: str, run_i
 
 
 def main() -> None:
-    paths = asyncio.run(record())
+    paths = asyncio.run(record_rounds() if sys.argv[1:] == ["rounds"] else record())
     print("\n".join(str(p.relative_to(Path.cwd())) for p in paths), flush=True)
     sys.stdout.flush()
     os._exit(0)

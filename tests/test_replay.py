@@ -64,7 +64,8 @@ def test_every_scenario_is_recorded_and_is_what_it_says(version: str) -> None:
     histories = [p for p in HISTORIES if p.parent.name == version]
     # a branch of one batch is gated in the run itself
     inline = version in ("v4-local-progress", "v5-direct-progress", "current")
-    assert {p.name.split(".")[0] for p in histories} == SCENARIOS | ({"batched"} if inline else set())
+    assert {p.name.split(".")[0] for p in histories} == (SCENARIOS | ({"batched"} if inline else set())
+                                                         | ({"rounds"} if version == "current" else set()))
     text = {p.name: p.read_text() for p in histories}
 
     def scenario(name: str) -> str:  # the run and its batches' histories, as one text
@@ -99,6 +100,12 @@ def test_every_scenario_is_recorded_and_is_what_it_says(version: str) -> None:
         if inline else ([], [], [])
     if version == "current":  # a branch of several batches records each as its child ends; the one-batch branch not
         assert batched_local.count("record_batch") == 2 and batched_remote.count("aggregate_enrichments") == 1
+        # five chunks, three a batch at most, two in flight: batches of whole rounds, 2, 2 and 1 (whole-rounds)
+        _, _, rounds_patches = commands(ROOT / "tests" / "histories" / version / "rounds.run.json")
+        assert "whole-rounds" in rounds_patches
+        assert [commands(ROOT / "tests" / "histories" / version / f"rounds.contacts-batch-{n:04d}.json")[0].count(
+            "enrich_contact_chunk") for n in range(3)] == [2, 2, 1]
+        assert "whole-rounds" not in patches + batch_patches  # asked only where it changes the batches
     assert batch_patches == {"v3-children": ["lean-hand-offs"],
                              "v4-local-progress": ["lean-hand-offs", "inline-batches"],
                              "v5-direct-progress": ["direct-progress", "lean-hand-offs", "inline-batches"],
