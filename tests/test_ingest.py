@@ -26,6 +26,8 @@ from shared.datasets import chunk_frame, read_contacts, read_opportunities, scan
 from tests.harness import ARTICLE
 
 HEADER = "id,name,company,title,created_date"
+# a generator of decoded lines left open past its file raises when it is collected: an error here, not a warning
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 
 
 def uploaded(store: ArtifactStore, run_id: str, contacts: str | Path, opportunities: str | Path,
