@@ -8,22 +8,38 @@ can neither overwrite what was validated nor slip in something else.
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
 import pytest
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from client.cli import start_run
 from deploy.scripted_model import ScriptedLlm
+from services.analyzer.activities import AnalyzerActivities
+from services.analyzer.catalogue import BuiltCatalogue, catalogue_digest, deal_entities
 from services.validator.activities import ValidatorActivities
 from shared import steps
 from shared.artifacts import ArtifactChanged, ArtifactExists, ArtifactStore
-from shared.contracts import ContactChunkOutput, ContactEnrichment, RunResult, StepOutput, ValidationTask
+from shared.contracts import (
+    ContactChunkOutput,
+    ContactEnrichment,
+    EnrichmentSummary,
+    Fact,
+    InsightsContext,
+    InsightsTask,
+    NamedEntity,
+    RunResult,
+    StepOutput,
+    ValidationTask,
+)
 from shared.datasets import chunk_key, write_chunk
 from shared.llm import resolve_endpoint
 from shared.settings import Settings
 from tests.harness import ARTICLE, Stack
+from tests.test_claims import FACTS
 
 
 def export(path: Path, tag: str, titles: dict[int, str] | None = None) -> Path:
@@ -111,3 +127,35 @@ async def test_the_validator_refuses_an_output_that_changed_after_it_was_written
                           output=StepOutput(step="contacts/chunk-00000", attempt=1, output=ref, records=1))
     with pytest.raises(ArtifactChanged):
         await ActivityEnvironment().run(activities.validate_contact_chunk, task)
+
+
+def test_the_insights_reuse_key_is_the_same_whether_or_not_the_context_carries_the_digest(tmp_path: Path) -> None:
+    """Aggregation hands the insights step the catalogue's digest; a context aggregated before carries none, and
+    the step digests the whole catalogue itself. Both give the same facts and the same reuse key, and a change to
+    one entity of the catalogue gives another key."""
+    store = ArtifactStore(tmp_path)
+    facts = [Fact(id="contacts", label="contacts in the export", entity_kind="run", value=Decimal(2), unit="count"),
+             Fact(id="won_value", label="value won", entity_kind="run", value=Decimal("10.50"), unit="usd")]
+    deals = pl.DataFrame({"id": ["D1", "D2"], "name": ["Renewal 19", None]})
+    built = BuiltCatalogue(facts=facts, entities=[NamedEntity(kind="company", name="Acme", refers_to="Acme")],
+                           deal_entities=deal_entities(deals))
+    summary = EnrichmentSummary(enriched_contacts=0, seniority=[], departments=[], decision_makers=0,
+                                contacts_with_quality_flags=0, assessed_opportunities=0, risk_levels=[],
+                                high_risk_value=Decimal(0), riskiest_deals=[])
+    settings = Settings(llm_provider="openai-compatible", llm_base_url="http://127.0.0.1:9/v1", llm_model="x")
+    activities = AnalyzerActivities(store, settings, resolve_endpoint(settings))
+
+    def inputs(name: str, catalogue: bytes, digest: str | None) -> tuple[list[Fact], str]:
+        ref = store.write_bytes(f"runs/r/{name}.json", catalogue)
+        context = InsightsContext(facts=FACTS, summary=summary, catalogue=ref, prompt_facts=["won_value"],
+                                  contact_labels=ref, catalogue_digest=digest)
+        task = InsightsTask(run_id="r", step="insights", attempt=1,
+                            context=store.write_model(f"runs/r/{name}-context.json", context))
+        return activities._insights_inputs(task)
+
+    now = inputs("now", built.to_json(), catalogue_digest(built))
+    before = inputs("before", built.to_json(), None)
+    assert now == before and [f.id for f in now[0]] == ["won_value"]
+    renamed = built.model().model_copy(update={"entities": [NamedEntity(kind="company", name="Acme",
+                                                                        refers_to="Acme Corp")]})
+    assert inputs("renamed", renamed.model_dump_json().encode(), None)[1] != now[1]

@@ -285,20 +285,17 @@ class AnalyzerActivities:
         return self.store.write_model(f"runs/{request.run_id}/insights-context.json", context)
 
     def _insights_inputs(self, task: InsightsTask) -> tuple[list[Fact], str]:
-        """The facts shown to the model and the step's reuse key. A context that carries the
-        catalogue's digest spares reading its entities (two a deal) here; an older one is digested as it was."""
+        """The facts shown to the model and the step's reuse key: the catalogue's digest and the facts shown. The
+        digest comes with the context, which spares reading the catalogue's entities (two a deal) here; a context
+        aggregated before it carries none, and its catalogue is read whole and digested the same way."""
         context = self.store.read_model(task.context, InsightsContext)
-        shown = set(context.prompt_facts)
         if context.catalogue_digest is not None:
-            facts = self.store.read_model(context.catalogue, CatalogueFacts).facts
-            content = "\n".join([context.catalogue_digest, *sorted(context.prompt_facts)])
+            facts, digest = self.store.read_model(context.catalogue, CatalogueFacts).facts, context.catalogue_digest
         else:
             catalogue = self.store.read_model(context.catalogue, FactCatalogue)
-            facts = catalogue.facts
-            # canonical: the catalogue's order comes from group-bys, which do not keep one
-            content = "\n".join([*sorted(f.model_dump_json() for f in catalogue.facts),
-                                  *sorted(e.model_dump_json() for e in catalogue.entities),
-                                  *sorted(context.prompt_facts)])
+            facts, digest = catalogue.facts, catalogue_digest(catalogue)
+        shown = set(context.prompt_facts)
+        content = "\n".join([digest, *sorted(context.prompt_facts)])
         return [f for f in facts if f.id in shown], self._reuse_key("insights", content.encode())
 
     @activity.defn(name=steps.WRITE_INSIGHTS)
