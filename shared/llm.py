@@ -94,6 +94,9 @@ class ModelEndpoint:
     base_url: str | None
     api_key: str = field(repr=False)
     http_client: httpx.AsyncClient = field(repr=False)
+    # the provider client every call's model shares (the first call makes it): a client a call paid for its own
+    # set-up and, once per client, a hop to a thread to read the platform it runs on (docs/benchmarks.md)
+    provider_client: Any = field(default=None, repr=False)
 
 
 def resolve_endpoint(settings: Settings) -> ModelEndpoint:
@@ -136,10 +139,14 @@ def _build_model(endpoint: ModelEndpoint, settings: Settings, call: LlmCall, max
     if endpoint.provider == "openai":
         from agno.models.openai import OpenAIChat
 
-        return OpenAIChat(base_url=endpoint.base_url, **common)
-    from agno.models.openai.like import OpenAILike
+        model: Any = OpenAIChat(base_url=endpoint.base_url, async_client=endpoint.provider_client, **common)
+    else:
+        from agno.models.openai.like import OpenAILike
 
-    return OpenAILike(base_url=endpoint.base_url, **common)
+        model = OpenAILike(base_url=endpoint.base_url, async_client=endpoint.provider_client, **common)
+    if endpoint.provider_client is None:
+        endpoint.provider_client = model.get_async_client()  # made by Agno from the settings above, as before
+    return model
 
 
 class _WarmUpItem(BaseModel):

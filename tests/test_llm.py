@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -47,6 +48,40 @@ async def test_structured_answer_through_agno_and_http(scripted_llm: ScriptedLlm
     schema = body["response_format"]["json_schema"]["schema"]
     assert schema["$defs"]["ContactLabel"]["properties"]["id"]["enum"] == ["1", "2"]
     assert schema["properties"]["contacts"]["minItems"] == schema["properties"]["contacts"]["maxItems"] == 2
+
+
+async def test_calls_share_one_provider_client_and_keep_their_own_request(scripted_llm: ScriptedLlm) -> None:
+    """One provider client serves every call of an endpoint (a client a call cost its set-up and a hop to a thread);
+    what differs between calls (the step in the headers, the attempt's temperature and seed, the schema's ids)
+    still reaches the provider call by call, also when the calls run at once."""
+    settings = settings_for(scripted_llm)
+    endpoint = resolve_endpoint(settings)
+    assert endpoint.provider_client is None
+
+    async def one(step: str, attempt: int, ids: list[str]) -> None:
+        answer = await ask_structured(
+            endpoint, settings, LlmCall("llm-shared", step, attempt, "contact-enricher"), instructions="label",
+            prompt=PROMPT, request_schema=contact_request_schema(ids), answer_type=ContactLabels, max_tokens=100)
+        assert answer.usage.calls == 1
+
+    await one("contacts/chunk-00000", 1, ["1", "2"])
+    client = endpoint.provider_client
+    assert client is not None
+    await asyncio.gather(one("contacts/chunk-00001", 2, ["1", "2"]), one("contacts/chunk-00002", 1, ["1"]))
+    assert endpoint.provider_client is client and not client.is_closed()
+    seen = {(r.step, r.attempt): r.body for r in scripted_llm.requests_for("llm-shared")}
+    assert set(seen) == {("contacts/chunk-00000", 1), ("contacts/chunk-00001", 2), ("contacts/chunk-00002", 1)}
+    assert seen[("contacts/chunk-00001", 2)]["temperature"] == settings.llm_retry_temperature
+    assert seen[("contacts/chunk-00001", 2)]["seed"] == settings.llm_seed + 1
+    assert seen[("contacts/chunk-00002", 1)]["temperature"] == 0
+    ids = seen[("contacts/chunk-00002", 1)]["response_format"]["json_schema"]["schema"]["$defs"]["ContactLabel"]
+    assert ids["properties"]["id"]["const"] == "1"
+    # another endpoint (another worker's, or the warm-up's) has its own
+    other = resolve_endpoint(settings)
+    await ask_structured(other, settings, LlmCall("llm-shared-2", "s", 1, "contact-enricher"), instructions="label",
+                         prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]), answer_type=ContactLabels,
+                         max_tokens=100)
+    assert other.provider_client is not None and other.provider_client is not client
 
 
 @pytest.mark.parametrize(
