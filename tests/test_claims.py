@@ -232,6 +232,38 @@ def test_a_ranking_takes_the_places_a_full_sort_gives_them() -> None:
         assert {fact_id: fact.entity for fact_id, fact in built.facts.items()} == expected, rows
 
 
+def test_the_open_deals_ranking_is_that_of_every_open_deal() -> None:
+    """The catalogue ranks open deals by amount from the deals as large as the third largest only; on random deals
+    (ties at and above the cut, zeros, no amount, closed deals larger than any open one) its places and the ties it
+    leaves out are those of a ranking over every open deal."""
+    rng = random.Random(11)
+    stages = ["Prospecting", "Negotiation", "Closed Won", "Closed Lost"]
+    contacts = pl.DataFrame({"id": ["1"], "company": ["Acme"], "title": ["CEO"]})
+    labels = pl.DataFrame({"id": ["1"], "seniority": ["executive"], "department": ["executive"],
+                           "decision_maker": [True]})
+    ranked_at_all = 0
+    for _ in range(300):
+        size = rng.randrange(0, 12)
+        amounts = [None if rng.random() < 0.1 else Decimal(rng.choice([0, 1, 2, 3, 5, 8])) * 1000 +
+                   Decimal(rng.choice(["0", "0.01"])) for _ in range(size)]
+        deals = pl.DataFrame({"id": [f"D{i}" for i in range(size)], "name": [f"Deal {i}" for i in range(size)],
+                              "stage": [rng.choice(stages) for _ in range(size)], "amount": amounts,
+                              "contact_id": ["1"] * size},
+                             schema={"id": pl.String, "name": pl.String, "stage": pl.String,
+                                     "amount": pl.Decimal(20, 2), "contact_id": pl.String})
+        risks = pl.DataFrame({"id": [f"D{i}" for i in range(size)], "risk": ["low"] * size},
+                             schema={"id": pl.String, "risk": pl.String})
+        built, _shown = build_catalogue(FACTS, contacts, deals, labels, risks)
+        got = {f.id: (f.entity, f.value) for f in built.facts if f.id.startswith("rank:open_deals_by_amount:")}
+        every = CatalogueBuilder()
+        every.ranking("open_deals_by_amount", "open deal by amount",
+                      [(f"D{i}", Decimal(str(a or 0)).quantize(Decimal("0.01"))) for i, a in enumerate(amounts)
+                       if deals.get_column("stage")[i] in ("Prospecting", "Negotiation")], "usd", "deal")
+        assert got == {fact_id: (f.entity, f.value) for fact_id, f in every.facts.items()}, deals
+        ranked_at_all += bool(got)
+    assert ranked_at_all > 100  # the random deals rank something most of the time
+
+
 def test_the_catalogue_as_built_is_written_as_its_model_writes_it() -> None:
     """Aggregation writes the deals' entities (two a deal: its id, and its name when it has one) from columns, not
     as a model each: the file is byte for byte what ``FactCatalogue`` writes with a model an entity (names with

@@ -192,9 +192,8 @@ def build_catalogue(facts: Facts, contacts: pl.DataFrame, deals: pl.DataFrame, l
     for row in riskiest.head(RANKED).to_dicts():
         b.add(_fact(f"deal:{row['id']}:amount", f"amount of deal {row['id']} {row['name']} ({stage_name(row['stage'])},"
                     " high risk)", _money(row["amount"]), "usd", "deal", str(row["id"])))
-    b.ranking("open_deals_by_amount", "open deal by amount",
-              [(str(r["id"]), _money(r["amount"])) for r in deals.filter(
-                  pl.col("stage_key").is_in(list(OPEN_STAGES))).to_dicts()], "usd", "deal")
+    b.ranking("open_deals_by_amount", "open deal by amount", _contenders(deals.filter(
+        pl.col("stage_key").is_in(list(OPEN_STAGES)))), "usd", "deal")
 
     entities = [NamedEntity(kind="company", name=name, refers_to=name) for name in sorted(set(names.values()))
                 if name]
@@ -210,6 +209,19 @@ def build_catalogue(facts: Facts, contacts: pl.DataFrame, deals: pl.DataFrame, l
         facts_made = _partial(facts_made, ASSESSED_DEAL_FACTS, "among the assessed deals only")
     catalogue = BuiltCatalogue(facts=facts_made, entities=entities, deal_entities=deal_entities(deals))
     return catalogue, prompt_facts(catalogue)
+
+
+def _contenders(deals: pl.DataFrame) -> list[tuple[str, Decimal]]:
+    """The deals (id, amount) that can take a place in a ranking by amount: those as large as the RANKED-th largest
+    positive amount, every one of them (a tie at a place is left out of the ranking, so all of it is needed). The
+    ranking would drop the rest; they are not made rows here (an open deal each: 6,700 at 10,000 deals). Amounts
+    are exact (Decimal with cents), so the cut is the ranking's own."""
+    positive = deals.filter(pl.col("amount") > 0)
+    if positive.is_empty():
+        return []
+    cutoff = positive.get_column("amount").top_k(RANKED).min()
+    return [(str(deal_id), _money(amount)) for deal_id, amount in
+            positive.filter(pl.col("amount") >= cutoff).select("id", "amount").iter_rows()]
 
 
 def deal_entities(deals: pl.DataFrame) -> pl.DataFrame:
