@@ -14,7 +14,7 @@ import contextvars
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -28,6 +28,9 @@ from shared.contracts import TokenUsage
 from shared.settings import Settings
 from shared.telemetry import tracer, untraced
 from shared.temporal import heartbeating
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -96,7 +99,7 @@ class ModelEndpoint:
     http_client: httpx.AsyncClient = field(repr=False)
     # the provider client every call's model shares (the first call makes it): a client a call paid for its own
     # set-up and, once per client, a hop to a thread to read the platform it runs on (docs/benchmarks.md)
-    provider_client: Any = field(default=None, repr=False)
+    provider_client: AsyncOpenAI | None = field(default=None, repr=False)
 
 
 def resolve_endpoint(settings: Settings) -> ModelEndpoint:
