@@ -17,7 +17,7 @@ from services.analyzer.catalogue import (
     catalogue_digest,
     deal_entities,
 )
-from services.validator.claims import check_insights
+from services.validator.claims import EntityIndex, _pattern, check_insights, entities_in
 from services.validator.numbers import numbers_in
 from shared.contracts import (
     ClaimKind,
@@ -293,3 +293,67 @@ def test_the_catalogue_as_built_is_written_as_its_model_writes_it() -> None:
         assert built.to_json() == model.model_dump_json().encode()
         assert built.model() == model
         assert catalogue_digest(built) == catalogue_digest(model)
+
+
+def _scanned(text: str, entities: list[NamedEntity]) -> list[NamedEntity]:
+    """What a text names, by the definition: every name keyed by text_key, longest first, tried in turn."""
+    found: list[NamedEntity] = []
+    remaining = text_key(text)
+    for entity in sorted((e for e in entities if e.name), key=lambda e: -len(e.name)):
+        if text_key(entity.name) in remaining and _pattern(entity).search(remaining):
+            found.append(entity)
+            remaining = _pattern(entity).sub(" ", remaining)
+    return found
+
+
+def _random_names(rng: random.Random, count: int) -> list[NamedEntity]:
+    # upper case, every white space str.split() knows (ASCII and not), and characters NFKC or case folding change
+    alphabet = [*"AaBbZz0159 .,-#", "\t", "\n", "\x0b", "\x0c", "\r", "\x1c", "\x1f", "\x85", "\xa0", "\u2028",
+                "\u3000", "ß", "ẞ", "ﬁ", "İ", "Ａ", "½", "é", "e\u0301", "Σ", "ς"]
+    entities = []
+    for n in range(count):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 9)))
+        kind = rng.choice(["company", "stage", "deal"])
+        entities.append(NamedEntity(kind=kind, name=str(n) if kind == "deal" and rng.random() < 0.2 else name,
+                                    refers_to=f"E{n}"))
+    return entities
+
+
+def test_the_names_index_keys_and_orders_names_as_text_key_does() -> None:
+    """The index keys ASCII names by polars and the others by text_key: the keys are text_key's, longest names first
+    and ties in the catalogue's order, nameless entities left out; read from a catalogue's JSON, the same."""
+    rng = random.Random(11)
+    for _ in range(40):
+        entities = _random_names(rng, rng.randrange(0, 60))
+        index = EntityIndex.of(entities)
+        expected = sorted((e for e in entities if e.name), key=lambda e: -len(e.name))
+        assert index.keys == [text_key(e.name) for e in expected]
+        assert index.named.get_column("refers_to").to_list() == [e.refers_to for e in expected]
+        read = EntityIndex.read(FactCatalogue(facts=[], entities=entities).model_dump_json().encode())
+        assert read.named.equals(index.named)
+    # a catalogue's size of ties (deals named alike): the order of the catalogue kept among them
+    many = [NamedEntity(kind="deal", name=f"D{n % 97}" * (n % 3 + 1), refers_to=f"O{n}") for n in range(60_000)]
+    expected = sorted(many, key=lambda e: -len(e.name))
+    assert EntityIndex.of(many).named.get_column("refers_to").to_list() == [e.refers_to for e in expected]
+
+
+def test_a_text_names_what_a_scan_of_every_name_finds() -> None:
+    """Only the names a text contains are tried, and again after a name is taken out of it: the entities found are
+    those of trying every name in turn, on random names and texts made of them."""
+    rng = random.Random(12)
+    fixed = [NamedEntity(kind="stage", name="Renewal", refers_to="Renewal"),
+             NamedEntity(kind="deal", name="Renewal 19", refers_to="D19"),
+             NamedEntity(kind="deal", name="19", refers_to="D19"),
+             NamedEntity(kind="company", name="Acme", refers_to="Acme"),
+             NamedEntity(kind="company", name="Acme Corp", refers_to="Acme Corp")]
+    found = 0
+    for _ in range(300):
+        entities = fixed + _random_names(rng, rng.randrange(0, 40))
+        index = EntityIndex.of(entities)
+        words = [e.name for e in rng.sample(entities, min(4, len(entities)))] + ["deal", "the", "of", ",", "3"]
+        text = " ".join(rng.choice(words) for _ in range(rng.randrange(1, 8)))
+        expected = _scanned(text, entities)
+        assert entities_in(text, index) == expected, text
+        found += len(expected)
+    assert found > 300
+    assert entities_in("Renewal 19 leads; deal 19 too", EntityIndex.of(fixed)) == [fixed[1], fixed[2]]

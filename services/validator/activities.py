@@ -16,9 +16,9 @@ from shared.artifacts import ArtifactStore
 from shared.contracts import (
     MAX_FAILED_CHECKS,
     ArtifactRef,
+    CatalogueFacts,
     ContactChunkOutput,
     ContactRecord,
-    FactCatalogue,
     FailedCheck,
     GateVerdict,
     InsightsContext,
@@ -162,21 +162,23 @@ class ValidatorActivities:
 
         return await self._gate(task, read, ai)
 
-    def _insights_inputs(self, task: ValidationTask) -> tuple[FactCatalogue, InsightsOutput]:
+    def _insights_inputs(self, task: ValidationTask) -> tuple[CatalogueFacts, claims.EntityIndex, InsightsOutput]:
+        """The catalogue's facts as models and its entities' names as an index of columns (two a deal)."""
         assert task.insights_context is not None, "an insights validation needs its context"
         context = self.store.read_model(task.insights_context, InsightsContext)
-        catalogue = self.store.read_model(context.catalogue, FactCatalogue)
+        raw = self.store.read_bytes(context.catalogue)
+        catalogue = CatalogueFacts.model_validate_json(raw)
         output = InsightsOutput.model_construct(insights=[]) if task.output.schema_error else \
             self.store.read_model(task.output.output, InsightsOutput)
-        return catalogue, output
+        return catalogue, claims.EntityIndex.read(raw), output
 
     @activity.defn(name=steps.VALIDATE_INSIGHTS)
     async def validate_insights(self, task: ValidationTask) -> GateVerdict:
-        catalogue, output = await asyncio.to_thread(self._insights_inputs, task)
+        catalogue, names, output = await asyncio.to_thread(self._insights_inputs, task)
 
         async def ai() -> tuple[list[FailedCheck], TokenUsage]:
             ids = [str(n) for n in range(1, len(output.insights) + 1)] if task.ai_review_sample else []
             return await self._judge(task, "insight", ids, judge.insights_prompt(catalogue, output),
                                      judge.INSIGHTS_JUDGE_INSTRUCTIONS)
 
-        return await self._gate(task, lambda: claims.check_insights(catalogue, output), ai)
+        return await self._gate(task, lambda: claims.check_insights(catalogue, output, names), ai)

@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from shared import answer_schema
 from shared.answer_schema import Schema
 from shared.contracts import (
+    CatalogueFacts,
     ContactEnrichment,
     ContactRecord,
     FactCatalogue,
@@ -107,7 +108,7 @@ that no fact measures, a comparison its facts do not make, advice presented as a
 what its facts show, return an empty problems list. Reply with JSON only."""
 
 
-def insights_prompt(catalogue: FactCatalogue, output: InsightsOutput) -> str:
+def insights_prompt(catalogue: FactCatalogue | CatalogueFacts, output: InsightsOutput) -> str:
     facts = {fact.id: fact for fact in catalogue.facts}
     lines = [
         _compact({"id": str(n), "title": i.title, "text": i.text,
