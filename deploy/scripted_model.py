@@ -117,6 +117,9 @@ class ScriptedLlm:
                 if behaviour == "http_401":
                     self._send(401, {"error": {"message": "scripted bad key", "code": "invalid_api_key"}})
                     return
+                if behaviour == "not_a_completion":  # a 200 whose body is no chat completion (a proxy's page)
+                    self._send(200, {"status": "ok", "detail": "scripted: not a chat completion"})
+                    return
                 if behaviour == "http_429":
                     self._send(429, {"error": {"message": "scripted rate limit", "code": "rate_limit"}},
                                {"Retry-After": "1"})

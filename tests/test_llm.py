@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
+from benchmarks.common import free_port
 from deploy.scripted_model import ScriptedLlm
 from services.analyzer.agents import ContactLabels, contact_prompt, contact_request_schema
 from shared.contracts import ContactRecord
@@ -50,38 +51,103 @@ async def test_structured_answer_through_agno_and_http(scripted_llm: ScriptedLlm
     assert schema["properties"]["contacts"]["minItems"] == schema["properties"]["contacts"]["maxItems"] == 2
 
 
-async def test_calls_share_one_provider_client_and_keep_their_own_request(scripted_llm: ScriptedLlm) -> None:
-    """One provider client serves every call of an endpoint (a client a call cost its set-up and a hop to a thread);
-    what differs between calls (the step in the headers, the attempt's temperature and seed, the schema's ids)
-    still reaches the provider call by call, also when the calls run at once."""
-    settings = settings_for(scripted_llm)
+def sdk_settings_for(llm: ScriptedLlm) -> Settings:
+    """Hosted OpenAI's path (the openai SDK), pointed at the scripted server."""
+    return Settings(llm_provider="openai", openai_api_key="sk-test", llm_base_url=llm.base_url, llm_model="scripted",
+                    llm_timeout_seconds=2)
+
+
+@pytest.mark.parametrize("provider", ["openai", "openai-compatible"])
+async def test_calls_share_one_client_and_keep_their_own_request(scripted_llm: ScriptedLlm, provider: str) -> None:
+    """Every call of an endpoint goes out on one client (hosted OpenAI: one openai SDK client, as a client a call cost
+    its set-up and a hop to a thread; any other endpoint: the endpoint's own HTTP client, no SDK client at all);
+    what differs between calls (the step in the headers, the attempt's temperature and seed, the schema's ids) still
+    reaches the provider call by call, also when the calls run at once."""
+    settings = sdk_settings_for(scripted_llm) if provider == "openai" else settings_for(scripted_llm)
     endpoint = resolve_endpoint(settings)
+    run = f"llm-shared-{provider}"
     assert endpoint.provider_client is None
 
     async def one(step: str, attempt: int, ids: list[str]) -> None:
         answer = await ask_structured(
-            endpoint, settings, LlmCall("llm-shared", step, attempt, "contact-enricher"), instructions="label",
+            endpoint, settings, LlmCall(run, step, attempt, "contact-enricher"), instructions="label",
             prompt=PROMPT, request_schema=contact_request_schema(ids), answer_type=ContactLabels, max_tokens=100)
-        assert answer.usage.calls == 1
+        assert answer.usage.calls == 1 and answer.value is not None
 
     await one("contacts/chunk-00000", 1, ["1", "2"])
     client = endpoint.provider_client
-    assert client is not None
+    assert (client is not None) is (provider == "openai")
     await asyncio.gather(one("contacts/chunk-00001", 2, ["1", "2"]), one("contacts/chunk-00002", 1, ["1"]))
-    assert endpoint.provider_client is client and not client.is_closed()
-    seen = {(r.step, r.attempt): r.body for r in scripted_llm.requests_for("llm-shared")}
+    assert endpoint.provider_client is client and not endpoint.http_client.is_closed
+    seen = {(r.step, r.attempt): r.body for r in scripted_llm.requests_for(run)}
     assert set(seen) == {("contacts/chunk-00000", 1), ("contacts/chunk-00001", 2), ("contacts/chunk-00002", 1)}
     assert seen[("contacts/chunk-00001", 2)]["temperature"] == settings.llm_retry_temperature
     assert seen[("contacts/chunk-00001", 2)]["seed"] == settings.llm_seed + 1
     assert seen[("contacts/chunk-00002", 1)]["temperature"] == 0
     ids = seen[("contacts/chunk-00002", 1)]["response_format"]["json_schema"]["schema"]["$defs"]["ContactLabel"]
     assert ids["properties"]["id"]["const"] == "1"
-    # another endpoint (another worker's, or the warm-up's) has its own
-    other = resolve_endpoint(settings)
-    await ask_structured(other, settings, LlmCall("llm-shared-2", "s", 1, "contact-enricher"), instructions="label",
-                         prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]), answer_type=ContactLabels,
-                         max_tokens=100)
-    assert other.provider_client is not None and other.provider_client is not client
+    if provider == "openai":  # another endpoint (another worker's, or the warm-up's) has its own
+        other = resolve_endpoint(settings)
+        await ask_structured(other, settings, LlmCall(f"{run}-2", "s", 1, "contact-enricher"), instructions="label",
+                             prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
+                             answer_type=ContactLabels, max_tokens=100)
+        assert other.provider_client is not None and other.provider_client is not client
+
+
+async def test_direct_request_is_the_one_the_sdk_sends(scripted_llm: ScriptedLlm,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OpenAI-compatible endpoint is called without the openai SDK (shared.chat_client): the same JSON body and
+    the same step headers reach it as when Agno's same model class sends the request through the SDK, first
+    attempts and retries alike."""
+    from agno.models.openai.like import OpenAILike
+
+    from shared.chat_client import DirectChat
+
+    settings = settings_for(scripted_llm)
+    bodies = {}
+    for way in ("direct", "sdk"):
+        if way == "sdk":
+            monkeypatch.setattr(DirectChat, "ainvoke", OpenAILike.ainvoke)
+        endpoint = resolve_endpoint(settings)
+        for attempt in (1, 2):
+            answer = await ask_structured(
+                endpoint, settings, LlmCall(f"llm-same-{way}", "contacts/chunk-00003", attempt, "contact-enricher"),
+                instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
+                answer_type=ContactLabels, max_tokens=100)
+            assert answer.value is not None and answer.usage.input_tokens > 0
+        requests = scripted_llm.requests_for(f"llm-same-{way}")
+        assert [(r.step, r.attempt, r.agent) for r in requests] == [
+            ("contacts/chunk-00003", 1, "contact-enricher"), ("contacts/chunk-00003", 2, "contact-enricher")]
+        bodies[way] = [r.body for r in requests]
+    assert bodies["direct"] == bodies["sdk"]
+    assert bodies["direct"][0]["response_format"]["type"] == "json_schema"
+    assert bodies["direct"][0]["temperature"] == 0 and bodies["direct"][1]["temperature"] > 0
+
+
+async def test_an_answer_that_is_no_chat_completion_is_a_schema_error(scripted_llm: ScriptedLlm) -> None:
+    """A 200 whose body is not a chat completion ends the call as an answer the gate judges (and explains to the
+    retry), not as a crash of the step nor as a provider failure retried in place."""
+    scripted_llm.script("llm-not-chat", "contacts/chunk-00000", "contact-enricher", ["not_a_completion"])
+    settings = settings_for(scripted_llm)
+    answer = await ask_structured(
+        resolve_endpoint(settings), settings, LlmCall("llm-not-chat", "contacts/chunk-00000", 1, "contact-enricher"),
+        instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
+        answer_type=ContactLabels, max_tokens=100,
+    )
+    assert answer.value is None
+    assert answer.schema_error is not None and "not a chat completion" in answer.schema_error
+
+
+async def test_an_endpoint_that_refuses_connections_is_unavailable() -> None:
+    """Nothing listens: the call fails at once as a provider failure Temporal retries with backoff."""
+    settings = Settings(llm_provider="openai-compatible", llm_base_url=f"http://127.0.0.1:{free_port()}/v1",
+                        llm_model="scripted", llm_timeout_seconds=2)
+    with pytest.raises(ApplicationError) as caught:
+        await ask_structured(resolve_endpoint(settings), settings, LlmCall("llm-refused", "s", 1, "contact-enricher"),
+                             instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1"]),
+                             answer_type=ContactLabels, max_tokens=100)
+    assert caught.value.type == "LlmUnavailable" and not caught.value.non_retryable
+    assert "no response" in caught.value.message
 
 
 @pytest.mark.parametrize(
@@ -128,6 +194,17 @@ def test_parse_structured_reports_fields() -> None:
     assert value is None and error is not None
     assert "a: Input should be a valid integer" in error and "b: Field required" in error
     assert parse_structured(None, Pair) == (None, "the answer was empty")
+
+
+def test_parse_structured_reads_json_as_agno_does() -> None:
+    """Bare JSON is read directly; JSON in a code fence or after a <think> block is read as Agno's structured output
+    reads it; what holds no JSON at all is an error that says so."""
+    assert parse_structured('```json\n{"a": 1, "b": "x"}\n```', Pair) == (Pair(a=1, b="x"), None)
+    assert parse_structured('<think>a is one</think>{"a": 1, "b": "x"}', Pair) == (Pair(a=1, b="x"), None)
+    value, error = parse_structured("a is one and b is x", Pair)
+    assert value is None and error is not None and "Invalid JSON" in error
+    value, error = parse_structured('```json\n{"a": "one", "b": "x"}\n```', Pair)
+    assert value is None and error is not None and "a: Input should be a valid integer" in error
 
 
 def test_provider_selection() -> None:
