@@ -167,6 +167,7 @@ class ProgressPublisher:
         claims = await self.redis.eval(_CLAIM, len(keys), *keys, ttl)
         written = 0
         seen: set[str] = set()  # an id twice in one batch: the second is a duplicate like any other
+        streams: set[str] = set()  # each run's stream written to, its expiry renewed once a batch
         async with self.redis.pipeline(transaction=True) as pipe:
             for event, (seq, state) in zip(events, claims, strict=True):
                 state = state.decode() if isinstance(state, bytes) else str(state)
@@ -182,9 +183,11 @@ class ProgressPublisher:
                 await self.broker.publish(body, stream=stream, maxlen=self.run_maxlen, pipeline=pipe)
                 await self.broker.publish(body, stream=ALL_RUNS_STREAM, maxlen=self.all_maxlen, pipeline=pipe)
                 pipe.set(f"tollgate:event:{event.event_id}", f"{int(seq)}:done", ex=ttl)
-                pipe.expire(stream, ttl)
+                streams.add(stream)
                 seen.add(event.event_id)
                 written += 1
+            for stream in sorted(streams):
+                pipe.expire(stream, ttl)
             await pipe.execute()
         self.published += written
         return written

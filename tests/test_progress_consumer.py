@@ -87,3 +87,27 @@ async def test_a_batch_publishes_each_id_once_in_order(redis_url: str) -> None:
         assert publisher.published == 150 and publisher.duplicates == 3
     finally:
         await publisher.close()
+
+
+async def test_every_run_stream_and_event_id_expires_with_the_retention(redis_url: str) -> None:
+    """A run's stream and its events' dedupe marks live as long as the retention (from the run's last event), so
+    Redis does not keep every run forever; the stream of all runs is bounded by length instead. Events of two runs
+    in one batch: both streams get their expiry."""
+    from datetime import timedelta
+
+    from shared.events import run_stream
+
+    runs = [f"ttl-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    publisher = ProgressPublisher(redis_url, retention=timedelta(minutes=10))
+    now = datetime.now(UTC)
+    events = [ProgressEvent(event_id=f"{run}:{n}", run_id=run, kind="step_started", at=now)
+              for n in range(3) for run in runs]
+    try:
+        assert await publisher.publish_many(events) == len(events)
+        for run in runs:
+            assert 0 < await publisher.redis.ttl(run_stream(run)) <= 600
+            assert await publisher.redis.xlen(run_stream(run)) == 3
+            assert 0 < await publisher.redis.ttl(f"tollgate:event:{run}:2") <= 600
+        assert await publisher.redis.ttl(ALL_RUNS_STREAM) == -1  # no expiry: trimmed by length (all_maxlen)
+    finally:
+        await publisher.close()
