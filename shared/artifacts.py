@@ -12,20 +12,23 @@ of it checks: what was validated is what is read.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
 from shared.contracts import ArtifactRef
 
 M = TypeVar("M", bound=BaseModel)
+P = ParamSpec("P")
+T = TypeVar("T")
 CHUNK = 1024 * 1024
 
 
@@ -95,6 +98,15 @@ class ArtifactStore:
         """Where an artifact is, for a person: an absolute path, or the object's URL."""
         key = ref.key if isinstance(ref, ArtifactRef) else ref
         return f"{self.url}/{_checked_key(key)}" if self.remote else str(self.path(key))
+
+    async def small(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Small store work from async code (a chunk's file read or an output written, its few hundred records parsed
+        or dumped): on a local store done at once, as it takes a fraction of a millisecond and a hop to a worker
+        thread and back cost about 86 us of CPU of its own, four a gated step (docs/benchmarks.md); on an object
+        store on a worker thread, as every call waits on the network."""
+        if self.remote:
+            return await asyncio.to_thread(work, *args, **kwargs)
+        return work(*args, **kwargs)
 
     # --- bytes ---------------------------------------------------------------------------------------------
 

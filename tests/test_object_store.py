@@ -70,6 +70,20 @@ def test_the_store_on_s3_writes_once_checks_digests_and_stores_an_upload_once(s3
         store.write_bytes("../escape", b"x")
 
 
+async def test_small_store_work_leaves_the_event_loop_only_for_an_object_store(s3_endpoint: str,
+                                                                                 tmp_path: Path) -> None:
+    """A chunk's read or write is done at once on a local store (a hop to a thread cost more CPU than the work) and on
+    a worker thread on S3, where it waits on the network and would hold every other step of the worker."""
+    import threading
+
+    local, remote = ArtifactStore(tmp_path / "store"), bucket(s3_endpoint, "small-work")
+    here = threading.get_ident()
+    assert await local.small(threading.get_ident) == here
+    assert await remote.small(threading.get_ident) != here
+    ref = await remote.small(remote.write_bytes, "runs/r/x.json", b"{}", once=True)
+    assert await remote.small(remote.read_bytes, ref) == b"{}"
+
+
 async def test_a_whole_run_through_an_s3_bucket(s3_endpoint: str, temporal_address: str, scripted_llm: ScriptedLlm,
                                                 run_id: str, tmp_path: Path) -> None:
     bucket(s3_endpoint, "runs")

@@ -163,7 +163,7 @@ class AnalyzerActivities:
         """Label a chunk of contacts: what a title settles completely is labelled in code; every other title is
         asked of the model once per chunk (its first contact stands for it) and its answer given to every
         contact with that title, so one title gets one set of labels."""
-        records = await asyncio.to_thread(read_contacts, self.store, task.chunk)
+        records = await self.store.small(read_contacts, self.store, task.chunk)
         key = self._reuse_key("contacts", _CONTACT_RECORDS.dump_json(records))
         if (found := await self._reused(task, key)) is not None:
             return found
@@ -200,7 +200,7 @@ class AnalyzerActivities:
         """Assess a chunk of deals. A deal's risk depends on its profile (stage and amount band): a closed deal or
         a profile the policy settles is assessed in code; every other profile is asked of the model once per chunk
         (its first deal stands for it) and the answer given to every deal of that profile."""
-        records = await asyncio.to_thread(read_opportunities, self.store, task.chunk)
+        records = await self.store.small(read_opportunities, self.store, task.chunk)
         key = self._reuse_key("opportunities", _DEAL_RECORDS.dump_json(records))
         if (found := await self._reused(task, key)) is not None:
             return found
@@ -367,6 +367,6 @@ class AnalyzerActivities:
     ) -> StepOutput:
         """Write this execution's output once, under a key of its own, and reference it with its sha256."""
         key = steps.output_key(task.run_id, task.step, task.attempt, activity.info().attempt)
-        ref = await asyncio.to_thread(self.store.write_model, key, output, True)
+        ref = await self.store.small(self.store.write_model, key, output, True)
         return StepOutput(step=task.step, attempt=task.attempt, output=ref, records=records,
                           schema_error=schema_error, usage=usage, reuse_key=reuse_key)

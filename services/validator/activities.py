@@ -104,13 +104,15 @@ class ValidatorActivities:
                                      LlmCall(task.run_id, task.step, task.attempt, "validator"), kind, ids, prompt,
                                      instructions)
 
-    async def _gate(self, task: ValidationTask, deterministic: Callable[[], list[FailedCheck]], ai: AiLayer
-                    ) -> GateVerdict:
+    async def _gate(self, task: ValidationTask, deterministic: Callable[[], list[FailedCheck]], ai: AiLayer,
+                    small: bool = True) -> GateVerdict:
+        """The deterministic layer, then (if it passed) the AI layer. ``small``: the deterministic layer reads and
+        checks one chunk (store.small), not a whole run's catalogue (a worker thread)."""
         with _layer_span("deterministic", task) as span:
             if task.output.schema_error is not None:
                 failures = [FailedCheck(check="schema", reason=task.output.schema_error[:300])]
             else:
-                failures = await asyncio.to_thread(deterministic)
+                failures = await (self.store.small(deterministic) if small else asyncio.to_thread(deterministic))
             _record(span, failures)
         if failures:
             verdict = _verdict(task, "deterministic", failures, TokenUsage())
@@ -127,7 +129,7 @@ class ValidatorActivities:
         produced = task.output
         if verdict.passed and produced.reuse_key and produced.reused_from is None:
             # found again by a later run over the same work (a reviewer's correction has no key: it is not)
-            await asyncio.to_thread(reuse.record, self.store, produced.reuse_key, reuse.ReuseEntry(
+            await self.store.small(reuse.record, self.store, produced.reuse_key, reuse.ReuseEntry(
                 run_id=task.run_id, step=task.step, output=produced.output, records=produced.records))
         return verdict
 
@@ -181,4 +183,4 @@ class ValidatorActivities:
             return await self._judge(task, "insight", ids, judge.insights_prompt(catalogue, output),
                                      judge.INSIGHTS_JUDGE_INSTRUCTIONS)
 
-        return await self._gate(task, lambda: claims.check_insights(catalogue, output, names), ai)
+        return await self._gate(task, lambda: claims.check_insights(catalogue, output, names), ai, small=False)
