@@ -124,20 +124,6 @@ async def test_direct_request_is_the_one_the_sdk_sends(scripted_llm: ScriptedLlm
     assert bodies["direct"][0]["temperature"] == 0 and bodies["direct"][1]["temperature"] > 0
 
 
-async def test_an_answer_that_is_no_chat_completion_is_a_schema_error(scripted_llm: ScriptedLlm) -> None:
-    """A 200 whose body is not a chat completion ends the call as an answer the gate judges (and explains to the
-    retry), not as a crash of the step nor as a provider failure retried in place."""
-    scripted_llm.script("llm-not-chat", "contacts/chunk-00000", "contact-enricher", ["not_a_completion"])
-    settings = settings_for(scripted_llm)
-    answer = await ask_structured(
-        resolve_endpoint(settings), settings, LlmCall("llm-not-chat", "contacts/chunk-00000", 1, "contact-enricher"),
-        instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
-        answer_type=ContactLabels, max_tokens=100,
-    )
-    assert answer.value is None
-    assert answer.schema_error is not None and "not a chat completion" in answer.schema_error
-
-
 async def test_an_endpoint_that_refuses_connections_is_unavailable() -> None:
     """Nothing listens: the call fails at once as a provider failure Temporal retries with backoff."""
     settings = Settings(llm_provider="openai-compatible", llm_base_url=f"http://127.0.0.1:{free_port()}/v1",
@@ -171,16 +157,23 @@ async def test_provider_failures_map_to_retry_behaviour(scripted_llm: ScriptedLl
     assert "contacts/chunk-00000 (gate attempt 1)" in caught.value.message
 
 
-async def test_malformed_answer_is_returned_as_a_schema_error(scripted_llm: ScriptedLlm) -> None:
-    scripted_llm.script("llm-bad", "contacts/chunk-00000", "contact-enricher", ["malformed_json"])
+@pytest.mark.parametrize(("behaviour", "said"), [("malformed_json", "JSON"),
+                                                 ("not_a_completion", "not a chat completion")])
+async def test_an_unreadable_answer_is_returned_as_a_schema_error(scripted_llm: ScriptedLlm, behaviour: str,
+                                                                  said: str) -> None:
+    """A 200 the answer cannot be read from (broken JSON in a chat completion, or a body that is no chat completion
+    at all, as a proxy's page) ends the call as an answer the gate judges and explains to the retry, not as a crash
+    of the step nor as a provider failure retried in place."""
+    run = f"llm-{behaviour}"
+    scripted_llm.script(run, "contacts/chunk-00000", "contact-enricher", [behaviour])
     settings = settings_for(scripted_llm)
     answer = await ask_structured(
-        resolve_endpoint(settings), settings, LlmCall("llm-bad", "contacts/chunk-00000", 1, "contact-enricher"),
+        resolve_endpoint(settings), settings, LlmCall(run, "contacts/chunk-00000", 1, "contact-enricher"),
         instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
         answer_type=ContactLabels, max_tokens=100,
     )
     assert answer.value is None
-    assert answer.schema_error is not None and "JSON" in answer.schema_error
+    assert answer.schema_error is not None and said in answer.schema_error
 
 
 class Pair(BaseModel):
