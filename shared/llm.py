@@ -145,7 +145,7 @@ def _build_model(endpoint: ModelEndpoint, settings: Settings, call: LlmCall, max
         # The answer's schema goes into the request body as it is. Given to Agno as the agent's output schema it
         # reached the same field, but through the openai client's conversion of typed request parameters, which
         # walks every node of the schema (an enum of the call's ids, a property a label) against its type hints:
-        # a fifth of a call's CPU for nothing, as a plain dict needs no conversion (docs/benchmarks.md). The
+        # 0.15 ms of a 2.5 ms call's CPU for nothing, as a plain dict needs no conversion (docs/benchmarks.md). The
         # answer is read here instead of by Agno (parse_structured), as leniently.
         "extra_body": {"response_format": response_format},
     }
