@@ -9,10 +9,11 @@ a load test) was a tenth of a chunk step's CPU in the analyzer (docs/benchmarks.
 (shared.llm): there a call takes hundreds of milliseconds and the SDK's own conventions (its environment variables,
 organisation and project headers) are worth more than the CPU.
 
-What reaches the endpoint is what the SDK sent: the same JSON body (tests/test_llm.py), headers included. The
-answer is read as the SDK reads it, leniently (openai's ``construct``: an endpoint that leaves out a field it does
-not use still answers), and every failure is the ``ModelProviderError`` Agno raises for the SDK's errors, so a run
-ends the same way and shared.llm maps it to the same Temporal error.
+What reaches the endpoint is what the SDK sent: the same JSON body, the same bearer key and the same step headers
+(tests/test_llm.py holds the body and the step headers to the SDK's; the SDK's own client headers, its user agent
+and platform details, are not sent). The answer is read as the SDK reads it, leniently (openai's ``construct``: an
+endpoint that leaves out a field it does not use still answers), and every failure is the ``ModelProviderError``
+Agno raises for the SDK's errors, so a run ends the same way and shared.llm maps it to the same Temporal error.
 """
 
 from __future__ import annotations

@@ -9,12 +9,12 @@ import pytest
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
-from benchmarks.common import free_port
 from deploy.scripted_model import ScriptedLlm
 from services.analyzer.agents import ContactLabels, contact_prompt, contact_request_schema
 from shared.contracts import ContactRecord
 from shared.llm import LlmCall, ask_structured, parse_structured, resolve_endpoint
 from shared.settings import Settings
+from tests.harness import free_port
 
 PROMPT = contact_prompt([
     ContactRecord(id="1", name="A", company="Acme", title="CEO", created_date=None),
