@@ -54,7 +54,7 @@ def chunk_frame(branch: Branch, rows: Sequence[Mapping[str, object]]) -> pl.Data
 
 def chunk_bytes(rows: Sequence[Mapping[str, object]]) -> bytes:
     """Records (as ``model_dump`` writes them) as a chunk file: one JSON document a line."""
-    return b"".join(to_json(row) + b"\n" for row in rows)
+    return b"\n".join(map(to_json, rows)) + b"\n" if rows else b""
 
 
 def write_chunk(store: ArtifactStore, key: str, rows: Sequence[Mapping[str, object]]) -> ArtifactRef:

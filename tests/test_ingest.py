@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import pytest
 
 from services.analyzer.ingest import (
     BadInputError,
+    _Dates,
     contact_facts,
     contact_rows,
     ingest,
@@ -337,3 +338,60 @@ def test_a_bad_byte_past_the_encoding_probe_is_named_at_its_line(tmp_path: Path)
 def test_old_mac_line_endings_are_rows(tmp_path: Path) -> None:
     path = write(tmp_path, "c.csv", f"{HEADER}\r1,Ann,Acme,CEO,\r2,Bob,Beta,Engineer,\r")
     assert [r["id"] for r in contact_rows(path)] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        # a row's id is named before its date; the first row with a problem is named, not the worst one
+        ("1,a,b,c,\n1,d,e,f,never\n", "c.csv, row 2, column 'id': id '1' appears more than once"),
+        ("1,a,b,c,\n2,d,e,f,never\n3,g,h,i,\n3,j,k,l,\n", "c.csv, row 2, column 'created_date': 'never' is not a "
+         "date (expected YYYY-MM-DD)"),
+        # a day read once is remembered; the same day written wrong later is still refused at its own row
+        ("1,a,b,c,2024-02-29\n2,d,e,f,2024-02-29\n3,g,h,i,2023-02-29\n", "c.csv, row 3, column 'created_date': "
+         "'2023-02-29' is not a date (expected YYYY-MM-DD)"),
+        # rows of blank fields are not rows: the row numbers count data rows only
+        ("1,a,b,c,\n , ,,, \n,,,,\n1,d,e,f,\n", "c.csv, row 2, column 'id': id '1' appears more than once"),
+    ],
+)
+def test_the_first_problem_is_named_at_its_row(tmp_path: Path, rows: str, message: str) -> None:
+    with pytest.raises(BadInputError) as caught:
+        list(contact_rows(write(tmp_path, "c.csv", f"{HEADER}\n{rows}")))
+    assert str(caught.value) == message
+
+
+def test_a_deal_row_names_its_amount_before_its_id(tmp_path: Path) -> None:
+    path = write(tmp_path, "o.csv", "id,name,stage,amount,contact_id,close_date\n1,A,Won,5,1,\n1,B,Won,five,1,\n")
+    with pytest.raises(BadInputError, match=r"row 2, column 'amount': 'five' is not a number"):
+        list(opportunity_rows(path, {"1"}))
+
+
+def test_dates_are_read_per_day_within_a_bounded_memory(tmp_path: Path) -> None:
+    """More distinct days than are remembered, then the first ones again: every date is the one written."""
+    days = [date(2000, 1, 1) + timedelta(days=n) for n in range(5000)] + [date(2000, 1, 1), date(2000, 1, 2)]
+    path = write(tmp_path, "c.csv", f"{HEADER}\n" + "".join(
+        f"{n},P{n},Acme,CEO,{day.isoformat()}{'T09:30:00' if n % 2 else ''}\n" for n, day in enumerate(days)))
+    assert [row["created_date"] for row in contact_rows(path)] == days
+    remembered = _Dates(path, "created_date")
+    for n, day in enumerate(days):
+        assert remembered(n + 1, day.isoformat()) == day and len(remembered.days) <= _Dates.KEPT
+
+
+@pytest.mark.parametrize("separator", [".", ","])
+def test_every_amount_is_read_as_parse_amount_reads_it(tmp_path: Path, separator: str) -> None:
+    """Plain amounts (digits and two decimals at most) are read without the currency and grouping rules; every
+    amount, plain or not, comes out as ``parse_amount`` reads it, or is refused with its message."""
+    written = ["0", "007", "12", "12.5", "12.50", "12,5", "12,50", "12.505", "1,234", "1.234", "1.234,56",
+               "999999999999999", "999999999999999.99", "1000000000000000", "٣٤", "$12", "12 EUR", "-3", "1e3", " 4 "]
+    for n, text in enumerate(written):
+        try:
+            expected: Decimal | str = parse_amount(text, separator).quantize(Decimal("0.01"))
+        except ValueError as error:
+            expected = f"o.csv, row 1, column 'amount': {error}"
+        path = write(tmp_path, "o.csv", f'id,name,stage,amount,contact_id,close_date\n{n},D,Won,"{text}",1,\n')
+        try:
+            [row] = opportunity_rows(path, {"1"}, separator)
+            got: Decimal | str = row["amount"]  # type: ignore[assignment]
+        except BadInputError as error:
+            got = str(error)
+        assert got == expected, text

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import functools
 import io
+import operator
 import re
 from collections.abc import Callable, Generator, Iterator
 from datetime import date
@@ -61,9 +62,9 @@ class BadInputError(ValueError):
         self.column = column
 
 
-class _Row(NamedTuple):  # a tuple: a frozen dataclass a row cost a microsecond to build
-    number: int  # 1-based data row, the header excluded
-    values: dict[str, str]
+class _Export(NamedTuple):
+    header: list[str]  # the column names, stripped, in the file's order
+    rows: Iterator[tuple[int, list[str]]]  # (1-based data row, the header excluded; its fields as read, unstripped)
 
 
 SNIPPET = 40  # characters of an offending cell an error quotes, at most
@@ -94,7 +95,11 @@ def detect_encoding(path: str, head: bytes) -> tuple[str, str | None]:
     return "cp1252", f"{name} is not UTF-8; it was decoded as Windows-1252 (export as UTF-8 to be sure)"
 
 
-def _read_rows(path: str, required: tuple[str, ...], warnings: list[str] | None = None) -> Iterator[_Row]:
+@contextlib.contextmanager
+def _open_export(path: str, required: tuple[str, ...], warnings: list[str] | None = None) -> Iterator[_Export]:
+    """The export's checked header and its data rows, blank rows skipped and every row's width checked. A row's
+    fields come as the csv module reads them: the caller strips the ones it uses (stripping every field of every
+    row, and a dict a row, were a third of ingest's time)."""
     file = Path(path)
     if not file.is_file():
         raise BadInputError(path, "file not found")
@@ -112,28 +117,37 @@ def _read_rows(path: str, required: tuple[str, ...], warnings: list[str] | None 
         reader = csv.reader(lines)
         try:
             header = [name.strip() for name in next(reader)]
-            missing = [name for name in required if name not in header]
-            if missing:
-                raise BadInputError(
-                    path,
-                    f"missing column(s) {', '.join(missing)}; the header has {', '.join(header) or 'nothing'}"
-                    f" but needs {', '.join(required)}",
-                )
-            duplicated = sorted({name for name in header if header.count(name) > 1})
-            if duplicated:
-                raise BadInputError(path, f"column(s) {', '.join(duplicated)} appear more than once in the header")
-            number = 0
-            for fields in reader:
-                if not fields or all(not field.strip() for field in fields):
-                    continue
-                number += 1
-                if len(fields) != len(header):
-                    raise BadInputError(
-                        path, f"has {len(fields)} fields but the header has {len(header)}", row=number
-                    )
-                yield _Row(number, dict(zip(header, map(str.strip, fields), strict=True)))
         except csv.Error as error:
-            raise BadInputError(path, f"not a well-formed CSV: {str(error)[:200]}") from None
+            raise _not_csv(path, error) from None
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise BadInputError(
+                path,
+                f"missing column(s) {', '.join(missing)}; the header has {', '.join(header) or 'nothing'}"
+                f" but needs {', '.join(required)}",
+            )
+        duplicated = sorted({name for name in header if header.count(name) > 1})
+        if duplicated:
+            raise BadInputError(path, f"column(s) {', '.join(duplicated)} appear more than once in the header")
+        yield _Export(header, _data_rows(path, reader, len(header)))
+
+
+def _data_rows(path: str, reader: Iterator[list[str]], width: int) -> Iterator[tuple[int, list[str]]]:
+    number = 0
+    try:
+        for fields in reader:
+            if not "".join(fields).strip():  # no field, or only blank ones: not a row
+                continue
+            number += 1
+            if len(fields) != width:
+                raise BadInputError(path, f"has {len(fields)} fields but the header has {width}", row=number)
+            yield number, fields
+    except csv.Error as error:
+        raise _not_csv(path, error) from None
+
+
+def _not_csv(path: str, error: csv.Error) -> BadInputError:
+    return BadInputError(path, f"not a well-formed CSV: {str(error)[:200]}")
 
 
 def _decoded_lines(path: str, handle: BinaryIO, encoding: str = "utf-8") -> Generator[str, None, None]:
@@ -165,15 +179,32 @@ def _bad_line(path: str, encoding: str) -> BadInputError:
     return BadInputError(path, f"is {what} text; export the CSV as UTF-8")
 
 
-def _parse_date(path: str, row: _Row, column: str) -> date | None:
-    text = row.values[column]
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text[:10])
-    except ValueError:
-        raise BadInputError(path, f"{snippet(text)} is not a date (expected YYYY-MM-DD)", row=row.number,
-                            column=column) from None
+class _Dates:
+    """One column's dates, each day parsed once (an export has far fewer days than rows): a text is read up to its
+    tenth character, ``date.fromisoformat``'s YYYY-MM-DD."""
+
+    KEPT = 4096  # days remembered at most; past it the memory starts again
+
+    def __init__(self, path: str, column: str) -> None:
+        self.path = path
+        self.column = column
+        self.days: dict[str, date] = {}
+
+    def __call__(self, number: int, text: str) -> date | None:
+        if not text:
+            return None
+        day = text[:10]
+        parsed = self.days.get(day)
+        if parsed is None:
+            try:
+                parsed = date.fromisoformat(day)
+            except ValueError:
+                raise BadInputError(self.path, f"{snippet(text)} is not a date (expected YYYY-MM-DD)", row=number,
+                                    column=self.column) from None
+            if len(self.days) >= self.KEPT:
+                self.days.clear()
+            self.days[day] = parsed
+        return parsed
 
 
 _CURRENCY = re.compile(r"^[$€£]|[$€£]$|\b(?:usd|eur|gbp)\b", re.IGNORECASE)
@@ -207,25 +238,32 @@ def parse_amount(text: str, decimal_separator: str = ".") -> Decimal:
     return amount
 
 
-def _parse_amount(path: str, row: _Row, decimal_separator: str) -> Decimal:
+@functools.cache
+def _plain_amount(decimal_separator: str) -> re.Pattern[str]:
+    """An amount with nothing to interpret: up to 15 ASCII digits, then at most two decimals. ``parse_amount`` reads
+    it as ``Decimal`` reads it, and a CRM writes most amounts so."""
+    return re.compile(rf"[0-9]{{1,15}}(?:{re.escape(decimal_separator)}[0-9]{{1,2}})?")
+
+
+def _amount(path: str, number: int, text: str, decimal_separator: str) -> Decimal:
+    if _plain_amount(decimal_separator).fullmatch(text):
+        return Decimal(text if decimal_separator == "." else text.replace(decimal_separator, "."))
     try:
-        return parse_amount(row.values["amount"], decimal_separator)
+        return parse_amount(text, decimal_separator)
     except ValueError as error:
-        raise BadInputError(path, str(error), row=row.number, column="amount") from None
+        raise BadInputError(path, str(error), row=number, column="amount") from None
 
 
-def _require_id(path: str, row: _Row, seen: set[str], column: str = "id") -> str:
-    value = row.values[column]
+def _bad_id(path: str, number: int, value: str) -> BadInputError:
+    """An id that is empty or seen before, named at its row."""
     if not value:
-        raise BadInputError(path, "the id is empty", row=row.number, column=column)
-    if value in seen:
-        raise BadInputError(path, f"id {snippet(value)} appears more than once", row=row.number, column=column)
-    seen.add(value)
-    return value
+        return BadInputError(path, "the id is empty", row=number, column="id")
+    return BadInputError(path, f"id {snippet(value)} appears more than once", row=number, column="id")
 
 
-def _extra(row: _Row, standard: tuple[str, ...]) -> list[dict[str, str]]:
-    return [{"key": k, "value": v} for k, v in row.values.items() if k not in standard]
+def _extra_columns(header: list[str], standard: tuple[str, ...]) -> list[tuple[int, str]]:
+    """Where the columns the analysis does not use are, and their names, in the file's order."""
+    return [(place, name) for place, name in enumerate(header) if name not in standard]
 
 
 def _odd_capitalisation(name: str) -> bool:
@@ -244,56 +282,73 @@ Row = dict[str, object]
 
 
 def contact_rows(path: str, keep_extra: bool = True, warnings: list[str] | None = None) -> Iterator[Row]:
-    """The contacts of one export as chunk rows, validated, with their ingest-time quality flags."""
+    """The contacts of one export as chunk rows, validated, with their ingest-time quality flags. A row's first
+    problem is named (its id before its date), and the first row with one."""
     seen: set[str] = set()
     names: set[str] = set()
-    for row in _read_rows(path, CONTACT_COLUMNS, warnings):
-        values = row.values
-        name = values["name"]
-        flags: list[QualityFlag] = []
-        if not values["title"]:
-            flags.append("missing_title")
-        if not values["company"]:
-            flags.append("missing_company")
-        folded = " ".join(name.casefold().split())
-        if folded and folded in names:
-            flags.append("duplicate_name")
-        names.add(folded)
-        if _odd_capitalisation(name):
-            flags.append("odd_capitalisation")
-        yield {
-            "id": _require_id(path, row, seen),
-            "name": name,
-            "company": values["company"],
-            "title": values["title"],
-            "created_date": _parse_date(path, row, "created_date"),
-            "extra": _extra(row, CONTACT_COLUMNS) if keep_extra else [],
-            "quality_flags": flags,
-        }
+    created = _Dates(path, "created_date")
+    with _open_export(path, CONTACT_COLUMNS, warnings) as export:
+        at_id, at_name, at_company, at_title, at_created = map(export.header.index, CONTACT_COLUMNS)
+        extra = _extra_columns(export.header, CONTACT_COLUMNS) if keep_extra else []
+        for number, fields in export.rows:
+            name, company, title = fields[at_name].strip(), fields[at_company].strip(), fields[at_title].strip()
+            flags: list[QualityFlag] = []
+            if not title:
+                flags.append("missing_title")
+            if not company:
+                flags.append("missing_company")
+            folded = " ".join(name.casefold().split())
+            if folded and folded in names:
+                flags.append("duplicate_name")
+            names.add(folded)
+            if _odd_capitalisation(name):
+                flags.append("odd_capitalisation")
+            ident = fields[at_id].strip()
+            if not ident or ident in seen:
+                raise _bad_id(path, number, ident)
+            seen.add(ident)
+            yield {
+                "id": ident,
+                "name": name,
+                "company": company,
+                "title": title,
+                "created_date": created(number, fields[at_created].strip()),
+                "extra": [{"key": key, "value": fields[place].strip()} for place, key in extra],
+                "quality_flags": flags,
+            }
 
 
 def opportunity_rows(path: str, contact_ids: set[str], decimal_separator: str = ".", keep_extra: bool = True,
                      warnings: list[str] | None = None) -> Iterator[Row]:
-    """The opportunities of one export as chunk rows, validated; unknown contacts are flagged, not refused."""
+    """The opportunities of one export as chunk rows, validated; unknown contacts are flagged, not refused. A row's
+    first problem is named (its amount, then its id, then its date), and the first row with one."""
     seen: set[str] = set()
-    for row in _read_rows(path, OPPORTUNITY_COLUMNS, warnings):
-        values = row.values
-        amount = _parse_amount(path, row, decimal_separator)
-        flags: list[QualityFlag] = []
-        if values["contact_id"] not in contact_ids:
-            flags.append("unknown_contact")
-        if amount == 0:
-            flags.append("zero_amount")
-        yield {
-            "id": _require_id(path, row, seen),
-            "name": values["name"],
-            "stage": values["stage"],
-            "amount": amount.quantize(CENT),  # as the chunk's schema holds it: to the cent
-            "contact_id": values["contact_id"],
-            "close_date": _parse_date(path, row, "close_date"),
-            "extra": _extra(row, OPPORTUNITY_COLUMNS) if keep_extra else [],
-            "quality_flags": flags,
-        }
+    closes = _Dates(path, "close_date")
+    with _open_export(path, OPPORTUNITY_COLUMNS, warnings) as export:
+        at_id, at_name, at_stage, at_amount, at_contact, at_close = map(export.header.index, OPPORTUNITY_COLUMNS)
+        extra = _extra_columns(export.header, OPPORTUNITY_COLUMNS) if keep_extra else []
+        for number, fields in export.rows:
+            amount = _amount(path, number, fields[at_amount].strip(), decimal_separator)
+            contact = fields[at_contact].strip()
+            flags: list[QualityFlag] = []
+            if contact not in contact_ids:
+                flags.append("unknown_contact")
+            if amount == 0:
+                flags.append("zero_amount")
+            ident = fields[at_id].strip()
+            if not ident or ident in seen:
+                raise _bad_id(path, number, ident)
+            seen.add(ident)
+            yield {
+                "id": ident,
+                "name": fields[at_name].strip(),
+                "stage": fields[at_stage].strip(),
+                "amount": amount.quantize(CENT),  # as the chunk's schema holds it: to the cent
+                "contact_id": contact,
+                "close_date": closes(number, fields[at_close].strip()),
+                "extra": [{"key": key, "value": fields[place].strip()} for place, key in extra],
+                "quality_flags": flags,
+            }
 
 
 def parse_contacts(path: str, keep_extra: bool = True, warnings: list[str] | None = None
@@ -344,13 +399,17 @@ def _write_dataset(
     pending: list[Row] = []
     rows = 0
 
+    # as text, cast by polars: the flags one string a row, split (a list a row built a series a row, half of ingest's
+    # time at 20,000 contacts), and amounts (a Decimal column took five times as long to build from Python values)
+    as_text = {FLAGS: pl.String(), **({"amount": pl.String()} if "amount" in schema else {})}
+    fields = {name: operator.itemgetter(name) for name in schema}
+
     def keep() -> None:
-        # the flags go in as one string a row, split by polars: a list a row built a series a row (half of
-        # ingest's time at 20,000 contacts)
-        frame = pl.DataFrame(columns, schema={**schema, FLAGS: pl.String()})
+        frame = pl.DataFrame(columns, schema={**schema, **as_text})
         kept.append(frame.with_columns(
             pl.when(pl.col(FLAGS) == "").then(pl.lit([], dtype=schema[FLAGS]))
-            .otherwise(pl.col(FLAGS).str.split(FLAG_SEPARATOR)).alias(FLAGS)))
+            .otherwise(pl.col(FLAGS).str.split(FLAG_SEPARATOR)).alias(FLAGS),
+            *(pl.col(name).cast(schema[name]) for name in as_text if name != FLAGS)))
         for values in columns.values():
             values.clear()
 
@@ -358,10 +417,9 @@ def _write_dataset(
         nonlocal written, pending
         write_chunk(store, chunk_key(run_id, branch, written), pending)
         for name, values in columns.items():
-            if name == FLAGS:
-                values.extend(FLAG_SEPARATOR.join(row[FLAGS]) for row in pending)  # type: ignore[arg-type]
-            else:
-                values.extend(row[name] for row in pending)
+            taken = map(fields[name], pending)
+            values.extend(map(FLAG_SEPARATOR.join, taken) if name == FLAGS else map(str, taken) if name in as_text
+                          else taken)
         if len(columns["id"]) >= FACT_BATCH:
             keep()
         written += 1
