@@ -124,6 +124,11 @@ class ScriptedLlm:
                     self._send(429, {"error": {"message": "scripted rate limit", "code": "rate_limit"}},
                                {"Retry-After": "1"})
                     return
+                if behaviour == "sparse":  # a correct answer with only what a minimal server sends: no id, no usage
+                    self._send(200, {"choices": [{"message": {"role": "assistant",
+                                                              "content": answer(request, "correct")}}]})
+                    request.answered = time.monotonic()
+                    return
                 try:
                     content = answer(request, behaviour)
                 except ValueError as error:  # not one of Tollgate's agents: nothing to script

@@ -176,6 +176,23 @@ async def test_an_unreadable_answer_is_returned_as_a_schema_error(scripted_llm: 
     assert answer.schema_error is not None and said in answer.schema_error
 
 
+async def test_a_sparse_chat_completion_is_read(scripted_llm: ScriptedLlm) -> None:
+    """A server that answers with the choices alone (no id, model, timestamps nor usage) is read as the SDK reads
+    it, leniently; a whole chat completion is read by validation, and both give the same labels."""
+    settings = settings_for(scripted_llm)
+    said = []
+    for run, behaviour in (("llm-sparse", "sparse"), ("llm-whole", "correct")):
+        scripted_llm.script(run, "contacts/chunk-00000", "contact-enricher", [behaviour])
+        answer = await ask_structured(
+            resolve_endpoint(settings), settings, LlmCall(run, "contacts/chunk-00000", 1, "contact-enricher"),
+            instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
+            answer_type=ContactLabels, max_tokens=100,
+        )
+        assert answer.schema_error is None and answer.value is not None, behaviour
+        said.append(answer.value)
+    assert said[0] == said[1] and [label.id for label in said[0].contacts] == ["1", "2"]
+
+
 class Pair(BaseModel):
     a: int
     b: str
