@@ -254,11 +254,15 @@ def _amount(path: str, number: int, text: str, decimal_separator: str) -> Decima
         raise BadInputError(path, str(error), row=number, column="amount") from None
 
 
-def _bad_id(path: str, number: int, value: str) -> BadInputError:
-    """An id that is empty or seen before, named at its row."""
+def _new_id(path: str, number: int, text: str, seen: set[str]) -> str:
+    """The row's id, stripped and remembered; an id that is empty or seen before is refused at its row."""
+    value = text.strip()
     if not value:
-        return BadInputError(path, "the id is empty", row=number, column="id")
-    return BadInputError(path, f"id {snippet(value)} appears more than once", row=number, column="id")
+        raise BadInputError(path, "the id is empty", row=number, column="id")
+    if value in seen:
+        raise BadInputError(path, f"id {snippet(value)} appears more than once", row=number, column="id")
+    seen.add(value)
+    return value
 
 
 def _extra_columns(header: list[str], standard: tuple[str, ...]) -> list[tuple[int, str]]:
@@ -303,12 +307,8 @@ def contact_rows(path: str, keep_extra: bool = True, warnings: list[str] | None 
             names.add(folded)
             if _odd_capitalisation(name):
                 flags.append("odd_capitalisation")
-            ident = fields[at_id].strip()
-            if not ident or ident in seen:
-                raise _bad_id(path, number, ident)
-            seen.add(ident)
             yield {
-                "id": ident,
+                "id": _new_id(path, number, fields[at_id], seen),
                 "name": name,
                 "company": company,
                 "title": title,
@@ -335,12 +335,8 @@ def opportunity_rows(path: str, contact_ids: set[str], decimal_separator: str = 
                 flags.append("unknown_contact")
             if amount == 0:
                 flags.append("zero_amount")
-            ident = fields[at_id].strip()
-            if not ident or ident in seen:
-                raise _bad_id(path, number, ident)
-            seen.add(ident)
             yield {
-                "id": ident,
+                "id": _new_id(path, number, fields[at_id], seen),
                 "name": fields[at_name].strip(),
                 "stage": fields[at_stage].strip(),
                 "amount": amount.quantize(CENT),  # as the chunk's schema holds it: to the cent
