@@ -12,7 +12,14 @@ from temporalio.exceptions import ApplicationError
 from deploy.scripted_model import ScriptedLlm
 from services.analyzer.agents import ContactLabels, contact_prompt, contact_request_schema
 from shared.contracts import ContactRecord
-from shared.llm import LlmCall, ask_structured, parse_structured, resolve_endpoint
+from shared.llm import (
+    LlmCall,
+    ModelEndpoint,
+    StructuredAnswer,
+    ask_structured,
+    parse_structured,
+    resolve_endpoint,
+)
 from shared.settings import Settings
 from tests.harness import free_port
 
@@ -27,13 +34,18 @@ def settings_for(llm: ScriptedLlm) -> Settings:
                     llm_timeout_seconds=2)
 
 
+async def label(settings: Settings, run: str, step: str = "contacts/chunk-00000", attempt: int = 1,
+                ids: tuple[str, ...] = ("1", "2"), endpoint: ModelEndpoint | None = None
+                ) -> StructuredAnswer[ContactLabels]:
+    """One contact-labelling call of ``run``'s ``step``, on ``endpoint`` (a new one from the settings if none)."""
+    return await ask_structured(
+        endpoint or resolve_endpoint(settings), settings, LlmCall(run, step, attempt, "contact-enricher"),
+        instructions="label", prompt=PROMPT, request_schema=contact_request_schema(list(ids)),
+        answer_type=ContactLabels, max_tokens=100)
+
+
 async def ask(llm: ScriptedLlm, run: str) -> ContactLabels | None:
-    settings = settings_for(llm)
-    answer = await ask_structured(
-        resolve_endpoint(settings), settings, LlmCall(run, "contacts/chunk-00000", 1, "contact-enricher"),
-        instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
-        answer_type=ContactLabels, max_tokens=100,
-    )
+    answer = await label(settings_for(llm), run)
     assert answer.usage.calls == 1 and answer.usage.input_tokens > 0
     return answer.value
 
@@ -68,16 +80,14 @@ async def test_calls_share_one_client_and_keep_their_own_request(scripted_llm: S
     run = f"llm-shared-{provider}"
     assert endpoint.provider_client is None
 
-    async def one(step: str, attempt: int, ids: list[str]) -> None:
-        answer = await ask_structured(
-            endpoint, settings, LlmCall(run, step, attempt, "contact-enricher"), instructions="label",
-            prompt=PROMPT, request_schema=contact_request_schema(ids), answer_type=ContactLabels, max_tokens=100)
+    async def one(step: str, attempt: int, ids: tuple[str, ...]) -> None:
+        answer = await label(settings, run, step, attempt, ids, endpoint)
         assert answer.usage.calls == 1 and answer.value is not None
 
-    await one("contacts/chunk-00000", 1, ["1", "2"])
+    await one("contacts/chunk-00000", 1, ("1", "2"))
     client = endpoint.provider_client
     assert (client is not None) is (provider == "openai")
-    await asyncio.gather(one("contacts/chunk-00001", 2, ["1", "2"]), one("contacts/chunk-00002", 1, ["1"]))
+    await asyncio.gather(one("contacts/chunk-00001", 2, ("1", "2")), one("contacts/chunk-00002", 1, ("1",)))
     assert endpoint.provider_client is client and not endpoint.http_client.is_closed
     seen = {(r.step, r.attempt): r.body for r in scripted_llm.requests_for(run)}
     assert set(seen) == {("contacts/chunk-00000", 1), ("contacts/chunk-00001", 2), ("contacts/chunk-00002", 1)}
@@ -88,9 +98,7 @@ async def test_calls_share_one_client_and_keep_their_own_request(scripted_llm: S
     assert ids["properties"]["id"]["const"] == "1"
     if provider == "openai":  # another endpoint (another worker's, or the warm-up's) has its own
         other = resolve_endpoint(settings)
-        await ask_structured(other, settings, LlmCall(f"{run}-2", "s", 1, "contact-enricher"), instructions="label",
-                             prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
-                             answer_type=ContactLabels, max_tokens=100)
+        await label(settings, f"{run}-2", "s", endpoint=other)
         assert other.provider_client is not None and other.provider_client is not client
 
 
@@ -110,10 +118,7 @@ async def test_direct_request_is_the_one_the_sdk_sends(scripted_llm: ScriptedLlm
             monkeypatch.setattr(DirectChat, "ainvoke", OpenAILike.ainvoke)
         endpoint = resolve_endpoint(settings)
         for attempt in (1, 2):
-            answer = await ask_structured(
-                endpoint, settings, LlmCall(f"llm-same-{way}", "contacts/chunk-00003", attempt, "contact-enricher"),
-                instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
-                answer_type=ContactLabels, max_tokens=100)
+            answer = await label(settings, f"llm-same-{way}", "contacts/chunk-00003", attempt, endpoint=endpoint)
             assert answer.value is not None and answer.usage.input_tokens > 0
         requests = scripted_llm.requests_for(f"llm-same-{way}")
         assert [(r.step, r.attempt, r.agent) for r in requests] == [
@@ -129,9 +134,7 @@ async def test_an_endpoint_that_refuses_connections_is_unavailable() -> None:
     settings = Settings(llm_provider="openai-compatible", llm_base_url=f"http://127.0.0.1:{free_port()}/v1",
                         llm_model="scripted", llm_timeout_seconds=2)
     with pytest.raises(ApplicationError) as caught:
-        await ask_structured(resolve_endpoint(settings), settings, LlmCall("llm-refused", "s", 1, "contact-enricher"),
-                             instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1"]),
-                             answer_type=ContactLabels, max_tokens=100)
+        await label(settings, "llm-refused", "s", ids=("1",))
     assert caught.value.type == "LlmUnavailable" and not caught.value.non_retryable
     assert "no response" in caught.value.message
 
@@ -166,12 +169,7 @@ async def test_an_unreadable_answer_is_returned_as_a_schema_error(scripted_llm: 
     of the step nor as a provider failure retried in place."""
     run = f"llm-{behaviour}"
     scripted_llm.script(run, "contacts/chunk-00000", "contact-enricher", [behaviour])
-    settings = settings_for(scripted_llm)
-    answer = await ask_structured(
-        resolve_endpoint(settings), settings, LlmCall(run, "contacts/chunk-00000", 1, "contact-enricher"),
-        instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
-        answer_type=ContactLabels, max_tokens=100,
-    )
+    answer = await label(settings_for(scripted_llm), run)
     assert answer.value is None
     assert answer.schema_error is not None and said in answer.schema_error
 
@@ -183,14 +181,10 @@ async def test_a_sparse_chat_completion_is_read(scripted_llm: ScriptedLlm) -> No
     said = []
     for run, behaviour in (("llm-sparse", "sparse"), ("llm-whole", "correct")):
         scripted_llm.script(run, "contacts/chunk-00000", "contact-enricher", [behaviour])
-        answer = await ask_structured(
-            resolve_endpoint(settings), settings, LlmCall(run, "contacts/chunk-00000", 1, "contact-enricher"),
-            instructions="label", prompt=PROMPT, request_schema=contact_request_schema(["1", "2"]),
-            answer_type=ContactLabels, max_tokens=100,
-        )
+        answer = await label(settings, run)
         assert answer.schema_error is None and answer.value is not None, behaviour
         said.append(answer.value)
-    assert said[0] == said[1] and [label.id for label in said[0].contacts] == ["1", "2"]
+    assert said[0] == said[1] and [one.id for one in said[0].contacts] == ["1", "2"]
 
 
 class Pair(BaseModel):

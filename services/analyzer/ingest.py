@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator, Iterator
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import polars as pl
 
@@ -374,6 +374,7 @@ FACT_COLUMNS: dict[Branch, dict[str, pl.DataType]] = {
 FACT_BATCH = 10_000
 FLAGS = "quality_flags"
 FLAG_SEPARATOR = "\x1f"  # no flag's name holds it (QualityFlag's literals)
+TEXT_COLUMNS: dict[str, Callable[[Any], str]] = {FLAGS: FLAG_SEPARATOR.join, "amount": str}  # fact columns as text
 
 
 def _write_dataset(
@@ -395,13 +396,14 @@ def _write_dataset(
     pending: list[Row] = []
     rows = 0
 
-    # as text, cast by polars: the flags one string a row, split (a list a row built a series a row, half of ingest's
-    # time at 20,000 contacts), and amounts (a Decimal column took five times as long to build from Python values)
-    as_text = {FLAGS: pl.String(), **({"amount": pl.String()} if "amount" in schema else {})}
+    # columns kept as text and turned back by polars: the flags one string a row, split (a list a row built a series
+    # a row, half of ingest's time at 20,000 contacts), and amounts, cast (a Decimal column took five times as long to
+    # build from Python values)
+    as_text = {name: text for name, text in TEXT_COLUMNS.items() if name in schema}
     fields = {name: operator.itemgetter(name) for name in schema}
 
     def keep() -> None:
-        frame = pl.DataFrame(columns, schema={**schema, **as_text})
+        frame = pl.DataFrame(columns, schema={**schema, **dict.fromkeys(as_text, pl.String())})
         kept.append(frame.with_columns(
             pl.when(pl.col(FLAGS) == "").then(pl.lit([], dtype=schema[FLAGS]))
             .otherwise(pl.col(FLAGS).str.split(FLAG_SEPARATOR)).alias(FLAGS),
@@ -414,8 +416,7 @@ def _write_dataset(
         write_chunk(store, chunk_key(run_id, branch, written), pending)
         for name, values in columns.items():
             taken = map(fields[name], pending)
-            values.extend(map(FLAG_SEPARATOR.join, taken) if name == FLAGS else map(str, taken) if name in as_text
-                          else taken)
+            values.extend(map(as_text[name], taken) if name in as_text else taken)
         if len(columns["id"]) >= FACT_BATCH:
             keep()
         written += 1
