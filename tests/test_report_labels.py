@@ -5,10 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.analyzer.activities import LABEL_SCHEMA, RISK_SCHEMA, read_outputs
+from services.analyzer.activities import LABEL_SCHEMA, RISK_SCHEMA, AnalyzerActivities, read_outputs
+from services.analyzer.ingest import ingest
 from services.orchestrator.report import TABLE_ROWS, ReportActivities
 from shared.artifacts import ArtifactStore
-from shared.contracts import ContactChunkOutput, ContactEnrichment, OpportunityChunkOutput, OpportunityRisk
+from shared.contracts import (
+    AggregateRequest,
+    ContactChunkOutput,
+    ContactEnrichment,
+    InsightsContext,
+    OpportunityChunkOutput,
+    OpportunityRisk,
+)
+from shared.llm import resolve_endpoint
+from shared.settings import Settings
+from tests.harness import ARTICLE
+from tests.test_ingest import uploaded
 
 
 def _contacts(n: int) -> list[ContactEnrichment]:
@@ -55,3 +67,30 @@ def test_aggregation_reads_every_output_in_chunk_order_empty_ones_included(tmp_p
     assert read_outputs(store, [risk_ref], "risks", RISK_SCHEMA).drop("row").to_dicts() == [r.model_dump()
                                                                                          for r in risks]
     assert read_outputs(store, [], "enrichments", LABEL_SCHEMA).is_empty()
+
+
+def test_aggregation_counts_labels_only_for_ids_the_export_has(tmp_path: Path) -> None:
+    """A label for an id the export lacks (a reviewer's correction can hold one; a gate never passes one) counts
+    nowhere and is counted as left out; the same label for an id the export has is counted."""
+    store = ArtifactStore(str(tmp_path))
+    export = uploaded(store, "r", ARTICLE / "crm_contacts.csv", ARTICLE / "crm_opportunities.csv", 2, 2)
+    ingested = ingest(store, export, lambda _: None)
+
+    def aggregate(contact_id: str, deal_id: str) -> InsightsContext:
+        people = _contacts(5)  # C0 to C4; the article's contacts are 1 to 5
+        labels = [p.model_copy(update={"id": str(n)}) for n, p in enumerate(people, start=1)]
+        labels[-1] = labels[-1].model_copy(update={"id": contact_id})
+        risks = [OpportunityRisk(id=str(n), risk="high", reason="stalled", next_action="call") for n in (1, 2, 3)]
+        risks.append(OpportunityRisk(id=deal_id, risk="low", reason="signed", next_action=""))
+        request = AggregateRequest(
+            run_id="r", facts=ingested.facts, contacts=ingested.contacts, opportunities=ingested.opportunities,
+            contact_outputs=[store.write_model(f"runs/r/c-{contact_id}.json", ContactChunkOutput(enrichments=labels))],
+            opportunity_outputs=[store.write_model(f"runs/r/o-{deal_id}.json", OpportunityChunkOutput(risks=risks))])
+        activities = AnalyzerActivities(store, Settings(), resolve_endpoint(Settings()))
+        return store.read_model(activities.aggregate_enrichments(request), InsightsContext)
+
+    kept = aggregate("5", "4").summary
+    assert (kept.enriched_contacts, kept.assessed_opportunities, kept.unknown_ids_left_out) == (5, 4, 0)
+    left_out = aggregate("C99", "O99").summary
+    assert (left_out.enriched_contacts, left_out.assessed_opportunities, left_out.unknown_ids_left_out) == (4, 3, 2)
+    assert sum(item.count for item in left_out.risk_levels) == 3

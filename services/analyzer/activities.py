@@ -250,8 +250,8 @@ class AnalyzerActivities:
             read_gates(self.store, request.run_id, "opportunities", request.opportunity_batches))
         read = read_outputs(self.store, contact_outputs, "enrichments", LABEL_SCHEMA)
         all_risks = read_outputs(self.store, opportunity_outputs, "risks", RISK_SCHEMA)
-        known = read.filter(pl.col("id").is_in(people.get_column("id")))
-        assessed = all_risks.filter(pl.col("id").is_in(deals.get_column("id"))).drop("row")
+        known = read.filter(pl.col("id").is_in(people.get_column("id").implode()))
+        assessed = all_risks.filter(pl.col("id").is_in(deals.get_column("id").implode())).drop("row")
         unknown = read.height - known.height + all_risks.height - assessed.height
         enriched, relabelled = one_label_per_title(known, people.select("id", pl.col("title").fill_null("")))
         enriched = enriched.drop("row")
