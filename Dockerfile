@@ -22,8 +22,9 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 # --- what every final image shares ----------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
+# MALLOC_ARENA_MAX: glibc's memory arenas, at most two (client/devstack.py WORKER_DEFAULTS says why)
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PATH=/opt/venv/bin:$PATH \
-    TOLLGATE_HEALTH_FILE=/tmp/tollgate-healthy
+    TOLLGATE_HEALTH_FILE=/tmp/tollgate-healthy MALLOC_ARENA_MAX=2
 RUN groupadd --system --gid 10001 tollgate \
     && useradd --system --uid 10001 --gid tollgate --home-dir /app --shell /usr/sbin/nologin tollgate
 WORKDIR /app

@@ -36,6 +36,12 @@ PR_SET_PDEATHSIG = 1
 # a power cut) and takes a workflow's sequential activity from 26 ms to 19 ms here (docs/benchmarks.md).
 TEMPORAL_DEV_TUNING = ("--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000",
                        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
+# The workers' environment where the stack's says nothing (the Dockerfile sets the same). glibc gives each thread
+# that allocates its own arena and hands little of an arena back once freed: ingest and aggregation run on the
+# worker's thread pool, each run on other threads, so an analyzer that had served a few runs of 100,000 contacts
+# held 390 to 425 MB between runs and peaked at 455 to 462 MB during one; with two arenas, 307 to 340 MB and 376 to
+# 403 MB, at the same speed (docs/benchmarks.md).
+WORKER_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
 COLORS = ["36", "33", "35", "32", "34", "31", "96", "93"]
 
 
@@ -94,8 +100,13 @@ class Child:
     healthy: Callable[[], bool]
     env: dict[str, str] | None = None
     ready_line: str | None = None
+    defaults: dict[str, str] = field(default_factory=dict)  # its environment where the stack's says nothing
     process: subprocess.Popen[str] | None = None
     seen_ready: threading.Event = field(default_factory=threading.Event)
+
+    def environment(self, stack: dict[str, str]) -> dict[str, str]:
+        """What it runs with: its own environment if it has one, else the stack's, over its defaults."""
+        return {**self.defaults, **(self.env or stack)}
 
     def is_ready(self) -> bool:
         if self.ready_line is not None and not self.seen_ready.is_set():
@@ -172,7 +183,7 @@ class DevStack:
             for index in range(count):
                 name = service if count == 1 else f"{service}-{index + 1}"
                 children.append(Child(name, [sys.executable, "-m", f"services.{service}"], lambda: True,
-                                      ready_line="serving task queue"))
+                                      ready_line="serving task queue", defaults=WORKER_DEFAULTS))
         return children
 
     # --- running -----------------------------------------------------------------------------------------------
@@ -233,7 +244,7 @@ class DevStack:
 
     def _spawn(self, child: Child, env: dict[str, str], color: str) -> None:
         child.process = subprocess.Popen(
-            child.argv, env=child.env or env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            child.argv, env=child.environment(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             bufsize=1, start_new_session=True, preexec_fn=_die_with_parent,
         )
         assert child.process.stdout is not None

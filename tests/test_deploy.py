@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from client.devstack import WORKER_DEFAULTS
 from deploy.scripted_model import ScriptedLlm
 from tests.harness import ARTICLE, ROOT, Stack, tollgate_cli
 
@@ -81,6 +83,7 @@ class Stage:
     cmd: list[str] = field(default_factory=list)
     user: str | None = None
     healthcheck: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def dockerfile_stages() -> dict[str, Stage]:
@@ -101,6 +104,8 @@ def dockerfile_stages() -> dict[str, Stage]:
             current.user = line.split()[1]
         elif line.startswith("HEALTHCHECK"):
             current.healthcheck = line
+        elif line.startswith("ENV "):
+            current.env.update(item.partition("=")[::2] for item in shlex.split(line[4:]))
     return stages
 
 
@@ -121,6 +126,8 @@ def test_the_dockerfile_passes_hadolint_and_each_image_holds_only_its_service() 
         sources = {source for source, _ in image_files(stages, service) if source not in ("pyproject.toml", "uv.lock")}
         assert sources == {"shared/", "services/__init__.py", f"services/{service}/"}, sources
         assert any(s.healthcheck and "shared.health" in s.healthcheck for s in (stage, stages[stage.parent]))
+        env = {**stages[stage.parent].env, **stage.env}
+        assert {name: env.get(name) for name in WORKER_DEFAULTS} == WORKER_DEFAULTS, "as tollgate dev runs them"
     assert "deploy/model.py" in " ".join(s for s, _ in stages["local-llm"].copies)
     assert not any("deploy/" in s for service in SCALED for s, _ in image_files(stages, service)), \
         "the model server stays out of the service images"

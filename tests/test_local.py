@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from client.devstack import Child
 from deploy.model import ModelIntegrityError, ModelSpec, assemble, ensure_model
 from deploy.scripted_model import ScriptedLlm
 from examples.generate_sample import generate
@@ -53,6 +54,22 @@ def test_sample_generator_reproduces_the_committed_sample(tmp_path: Path) -> Non
     assert len(contacts) == 201 and any(line.endswith(",,2023-01-01") or ",," in line for line in contacts)
 
 
+def command(pid: int) -> list[str]:
+    return (Path("/proc") / str(pid) / "cmdline").read_text().rstrip("\0").split("\0")
+
+
+def environ(pid: int) -> dict[str, str]:
+    entries = (Path("/proc") / str(pid) / "environ").read_bytes().decode(errors="replace").split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
+def test_a_child_runs_with_its_defaults_under_the_stacks_environment() -> None:
+    worker = Child("analyzer", ["analyzer"], lambda: True, defaults={"MALLOC_ARENA_MAX": "2"})
+    assert worker.environment({"PATH": "/bin"}) == {"MALLOC_ARENA_MAX": "2", "PATH": "/bin"}
+    assert worker.environment({"MALLOC_ARENA_MAX": "8"}) == {"MALLOC_ARENA_MAX": "8"}  # the user's setting wins
+    assert Child("temporal", ["temporal"], lambda: True).environment({"PATH": "/bin"}) == {"PATH": "/bin"}
+
+
 def children_of(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -82,7 +99,7 @@ def assert_all_exit(pids: list[int], within: float) -> None:
 
 
 def dev_env(tmp_path: Path, llm: ScriptedLlm, redis_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "OPENAI_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "OPENAI_", "MALLOC_"))}
     temporal_port, ui_port = free_port(), free_port()
     env.update({
         "TOLLGATE_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
@@ -143,6 +160,11 @@ def test_dev_starts_runs_a_workflow_refuses_a_twin_and_stops_clean(tmp_path: Pat
 
         children = children_of(dev.pid)
         assert len(children) == 6  # temporal, redis, orchestrator, two analyzers, validator
+        # the workers run with at most two glibc arenas (WORKER_DEFAULTS); Temporal and Redis as the stack says
+        arenas = sorted((" ".join(command(pid)[-2:]), environ(pid).get("MALLOC_ARENA_MAX")) for pid in children)
+        workers = [(f"-m services.{name}", "2") for name in ("analyzer", "analyzer", "orchestrator", "validator")]
+        assert [pair for pair in arenas if pair[0].startswith("-m ")] == workers
+        assert [value for name, value in arenas if not name.startswith("-m ")] == [None, None]  # Temporal, Redis
         dev.send_signal(signal.SIGTERM)
         rest, _ = dev.communicate(timeout=60)
         assert dev.returncode == 0 and "tollgate dev | stopped" in rest
