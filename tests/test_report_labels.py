@@ -91,6 +91,8 @@ def test_aggregation_counts_labels_only_for_ids_the_export_has(tmp_path: Path) -
 
     kept = aggregate("5", "4").summary
     assert (kept.enriched_contacts, kept.assessed_opportunities, kept.unknown_ids_left_out) == (5, 4, 0)
+    assert kept.contacts_with_quality_flags == 1  # the first label carries a flag
+    assert [deal.id for deal in kept.riskiest_deals] == ["1", "3", "2"]  # the high ones, the largest first
     left_out = aggregate("C99", "O99").summary
     assert (left_out.enriched_contacts, left_out.assessed_opportunities, left_out.unknown_ids_left_out) == (4, 3, 2)
     assert sum(item.count for item in left_out.risk_levels) == 3
