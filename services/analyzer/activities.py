@@ -260,32 +260,29 @@ class AnalyzerActivities:
         unknown += all_risks.height - assessed.height
         del all_risks
         # JSON lines, as ContactEnrichment and OpportunityRisk write them: the report copies them as they are and
-        # reads only the rows its table shows. Written first, so that the labels' text is let go before the
-        # catalogue is built: what follows reads only the labels themselves
+        # reads only the rows its table shows
         labels_ref = self.store.write_bytes(f"runs/{request.run_id}/contact-labels.jsonl",
                                             enriched.write_ndjson().encode())
         risks_ref = self.store.write_bytes(f"runs/{request.run_id}/risks.jsonl", assessed.write_ndjson().encode())
         high = assessed.filter(pl.col("risk") == "high").join(deals, on="id").sort("amount", descending=True)
-        riskiest = [RiskyDeal(**row) for row in high.head(10).select(
-            "id", "name", "amount", "stage", "reason").to_dicts()]
-        enriched = enriched.select("id", "seniority", "department", "decision_maker",
-                                   pl.col("quality_flags").list.len().alias("flags"))
-        assessed = assessed.select("id", "risk")
         summary = EnrichmentSummary(
             enriched_contacts=enriched.height,
             seniority=_counts(enriched, "seniority"),
             departments=_counts(enriched, "department"),
             decision_makers=int(enriched.get_column("decision_maker").sum()),
-            contacts_with_quality_flags=enriched.filter(pl.col("flags") > 0).height,
+            contacts_with_quality_flags=enriched.filter(pl.col("quality_flags").list.len() > 0).height,
             assessed_opportunities=assessed.height,
             risk_levels=_counts(assessed, "risk"),
             high_risk_value=Decimal(str(high.get_column("amount").sum() or 0)).quantize(Decimal("0.01")),
-            riskiest_deals=riskiest,
+            riskiest_deals=[RiskyDeal(**row) for row in high.head(10).select(
+                "id", "name", "amount", "stage", "reason").to_dicts()],
             relabelled_contacts=relabelled,
             unknown_ids_left_out=unknown,
         )
-        del high
-        catalogue, shown = build_catalogue(request.facts, people, deals, enriched.drop("flags"), assessed)
+        # the catalogue reads only the labels themselves: their rationale and reasons are let go before it is built
+        enriched = enriched.select("id", "seniority", "department", "decision_maker")
+        assessed = assessed.select("id", "risk")
+        catalogue, shown = build_catalogue(request.facts, people, deals, enriched, assessed)
         del people, deals, enriched, assessed
         catalogue_ref = self.store.write_bytes(f"runs/{request.run_id}/fact-catalogue.json", catalogue.to_json())
         context = InsightsContext(facts=request.facts, summary=summary, catalogue=catalogue_ref, prompt_facts=shown,
