@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import TypeVar
 
 import polars as pl
 from pydantic import TypeAdapter
@@ -100,6 +101,7 @@ def scan_chunks(store: ArtifactStore, refs: Sequence[ArtifactRef], branch: Branc
 
 _CONTACTS = TypeAdapter(list[ContactRecord])  # a chunk's records validated in one call, not one call a record
 _OPPORTUNITIES = TypeAdapter(list[OpportunityRecord])
+R = TypeVar("R", ContactRecord, OpportunityRecord)
 
 
 def _as_array(data: bytes) -> bytes:
@@ -107,16 +109,34 @@ def _as_array(data: bytes) -> bytes:
     return b"[" + data.strip().replace(b"\n", b",") + b"]"
 
 
-def read_contacts(store: ArtifactStore, ref: ArtifactRef) -> list[ContactRecord]:
+def _read(adapter: TypeAdapter[list[R]], store: ArtifactStore, ref: ArtifactRef) -> tuple[list[R], bytes | None]:
+    """A chunk's records, and the JSON array they were validated from (None for a Parquet chunk)."""
     if _parquet(ref):
-        return _CONTACTS.validate_python(read_frame(store, ref).to_dicts())
-    return _CONTACTS.validate_json(_as_array(store.read_bytes(ref)))
+        return adapter.validate_python(read_frame(store, ref).to_dicts()), None
+    data = _as_array(store.read_bytes(ref))
+    return adapter.validate_json(data), data
+
+
+def read_contacts(store: ArtifactStore, ref: ArtifactRef) -> list[ContactRecord]:
+    return _read(_CONTACTS, store, ref)[0]
 
 
 def read_opportunities(store: ArtifactStore, ref: ArtifactRef) -> list[OpportunityRecord]:
-    if _parquet(ref):
-        return _OPPORTUNITIES.validate_python(read_frame(store, ref).to_dicts())
-    return _OPPORTUNITIES.validate_json(_as_array(store.read_bytes(ref)))
+    return _read(_OPPORTUNITIES, store, ref)[0]
+
+
+# A chunk step's reuse key digests its records as one JSON array, as the records' model writes them. A JSON lines
+# chunk is that array already, byte for byte (ingest writes each row as the model writes it: tests/test_reuse.py), so
+# the step digests the bytes it read rather than dumping the records again (about 0.3 ms a chunk); a Parquet chunk's
+# records are dumped, as before.
+def contacts_with_content(store: ArtifactStore, ref: ArtifactRef) -> tuple[list[ContactRecord], bytes]:
+    records, data = _read(_CONTACTS, store, ref)
+    return records, data if data is not None else _CONTACTS.dump_json(records)
+
+
+def opportunities_with_content(store: ArtifactStore, ref: ArtifactRef) -> tuple[list[OpportunityRecord], bytes]:
+    records, data = _read(_OPPORTUNITIES, store, ref)
+    return records, data if data is not None else _OPPORTUNITIES.dump_json(records)
 
 
 def warm_up() -> None:

@@ -8,11 +8,13 @@ can neither overwrite what was validated nor slip in something else.
 from __future__ import annotations
 
 import asyncio
+import io
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
+from pydantic import TypeAdapter
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
@@ -20,26 +22,31 @@ from client.cli import start_run
 from deploy.scripted_model import ScriptedLlm
 from services.analyzer.activities import AnalyzerActivities
 from services.analyzer.catalogue import BuiltCatalogue, catalogue_digest, deal_entities
+from services.analyzer.ingest import ingest
 from services.validator.activities import ValidatorActivities
 from shared import steps
 from shared.artifacts import ArtifactChanged, ArtifactExists, ArtifactStore
 from shared.contracts import (
+    ArtifactRef,
     ContactChunkOutput,
     ContactEnrichment,
+    ContactRecord,
     EnrichmentSummary,
     Fact,
     InsightsContext,
     InsightsTask,
     NamedEntity,
+    OpportunityRecord,
     RunResult,
     StepOutput,
     ValidationTask,
 )
-from shared.datasets import chunk_key, write_chunk
+from shared.datasets import chunk_frame, chunk_key, contacts_with_content, opportunities_with_content, write_chunk
 from shared.llm import resolve_endpoint
 from shared.settings import Settings
 from tests.harness import ARTICLE, Stack
 from tests.test_claims import FACTS
+from tests.test_ingest import uploaded
 
 
 def export(path: Path, tag: str, titles: dict[int, str] | None = None) -> Path:
@@ -159,3 +166,34 @@ def test_the_insights_reuse_key_is_the_same_whether_or_not_the_context_carries_t
     renamed = built.model().model_copy(update={"entities": [NamedEntity(kind="company", name="Acme",
                                                                         refers_to="Acme Corp")]})
     assert inputs("renamed", renamed.model_dump_json().encode(), None)[1] != now[1]
+
+
+def test_a_chunk_steps_reuse_content_is_its_records_as_their_model_writes_them(tmp_path: Path) -> None:
+    """A chunk step digests the JSON array it read rather than dumping its records again: the two must be the same
+    bytes, or a new version would miss every output validated before it. Rows with quotes, non-ASCII text, an empty
+    date, extra columns, a grouped amount and flags; a Parquet chunk of runs before the JSON lines is dumped."""
+    store = ArtifactStore(str(tmp_path / "store"))
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text('id,name,company,title,created_date,region\n1,"Zoë ""Z"" Ng",Ünïcode AG,CTO,2024-01-02,EU\n'
+                        "2,ann lee,,,,\n3,Ann Lee,Acme,VP Sales,2023-12-31,US\n", encoding="utf-8")
+    deals = tmp_path / "deals.csv"
+    deals.write_text('id,name,stage,amount,contact_id,close_date,owner\n10,"Deal ""A""",Proposal,"1,234.5",1,'
+                     "2024-03-01,x\n11,Big €,Closed Won,0,99,,y\n12,Small,Prospecting,7,3,2024-02-29,\n",
+                     encoding="utf-8")
+    for keep in (True, False):
+        request = uploaded(store, f"content-{keep}", contacts, deals, 2, 2).model_copy(
+            update={"keep_extra_columns": keep})
+        result = ingest(store, request, lambda rows: None)
+        for ref in result.contacts.chunks:
+            people, content = contacts_with_content(store, ref)
+            assert content == TypeAdapter(list[ContactRecord]).dump_json(people)
+        for ref in result.opportunities.chunks:
+            deals_read, content = opportunities_with_content(store, ref)
+            assert content == TypeAdapter(list[OpportunityRecord]).dump_json(deals_read)
+    assert any(d.extra for d in deals_read) is False and people[0].quality_flags  # the last run kept no extras
+    old = ArtifactRef(key="runs/old/data/contacts/chunk-00000.parquet")
+    parquet = io.BytesIO()
+    chunk_frame("contacts", [p.model_dump() for p in people]).write_parquet(parquet)
+    store.write_bytes(old.key, parquet.getvalue())
+    again, content = contacts_with_content(store, old)
+    assert again == people and content == TypeAdapter(list[ContactRecord]).dump_json(people)

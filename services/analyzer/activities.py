@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import polars as pl
-from pydantic import TypeAdapter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -43,7 +42,7 @@ from shared.contracts import (
     StepOutput,
     TokenUsage,
 )
-from shared.datasets import read_contacts, read_opportunities, scan_chunks
+from shared.datasets import contacts_with_content, opportunities_with_content, scan_chunks
 from shared.llm import LlmCall, ModelEndpoint, ask_structured
 from shared.manifests import accepted_outputs, read_gates, write_gates
 from shared.settings import Settings
@@ -103,9 +102,6 @@ CHOSEN = ("seniority", "department", "decision_maker")
 
 
 OUTPUTS_A_PARSE = 32
-# a chunk's records as one JSON array, the content of its reuse key (one call, not one a record)
-_CONTACT_RECORDS = TypeAdapter(list[ContactRecord])
-_DEAL_RECORDS = TypeAdapter(list[OpportunityRecord])
 
 
 def read_outputs(store: ArtifactStore, refs: Sequence[ArtifactRef], field: str,
@@ -163,8 +159,8 @@ class AnalyzerActivities:
         """Label a chunk of contacts: what a title settles completely is labelled in code; every other title is
         asked of the model once per chunk (its first contact stands for it) and its answer given to every
         contact with that title, so one title gets one set of labels."""
-        records = await self.store.small(read_contacts, self.store, task.chunk)
-        key = self._reuse_key("contacts", _CONTACT_RECORDS.dump_json(records))
+        records, content = await self.store.small(contacts_with_content, self.store, task.chunk)
+        key = self._reuse_key("contacts", content)
         if (found := await self._reused(task, key)) is not None:
             return found
         rules = {r.id: title_rule(r.title) for r in records}
@@ -200,8 +196,8 @@ class AnalyzerActivities:
         """Assess a chunk of deals. A deal's risk depends on its profile (stage and amount band): a closed deal or
         a profile the policy settles is assessed in code; every other profile is asked of the model once per chunk
         (its first deal stands for it) and the answer given to every deal of that profile."""
-        records = await self.store.small(read_opportunities, self.store, task.chunk)
-        key = self._reuse_key("opportunities", _DEAL_RECORDS.dump_json(records))
+        records, content = await self.store.small(opportunities_with_content, self.store, task.chunk)
+        key = self._reuse_key("opportunities", content)
         if (found := await self._reused(task, key)) is not None:
             return found
         profiles = {r.id: agents.deal_profile(r) for r in records}
