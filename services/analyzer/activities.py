@@ -178,14 +178,15 @@ class AnalyzerActivities:
                 task, "contact-enricher", agents.CONTACT_INSTRUCTIONS, list(asked.values()), standing_for,
                 agents.contact_prompt, agents.contact_request_schema, agents.ContactLabels, lambda a: a.contacts, 64)
             by_key, strays = spread_answers(asked, labels)
-        # every contact's labels as a dict, validated in one call (a model a contact took half as long again)
+        # every contact's labels as a dict, validated in one call (a model a contact took half as long again); a
+        # settled title's labels are the title's alone, written once a title as the answers are
         enrichments: list[ContactEnrichment | dict[str, Any]] = []
         answers = {key: label.model_dump() for key, label in by_key.items()}  # once a title, not once a contact
         for record in records:
             rule = rules[record.id]
-            if rule.settled:
-                enrichments.append(agents.settled_label(record, rule))
-            elif (answered := answers.get(rule.key)) is not None:
+            if rule.settled and rule.key not in answers:
+                answers[rule.key] = agents.settled_label(record, rule).model_dump()
+            if (answered := answers.get(rule.key)) is not None:
                 enrichments.append({**answered, "id": record.id, "quality_flags": record.quality_flags})
         enrichments += [label.model_dump() for label in strays]
         output = ContactChunkOutput.model_validate({"enrichments": enrichments})
@@ -201,7 +202,16 @@ class AnalyzerActivities:
         if (found := await self._reused(task, key)) is not None:
             return found
         profiles = {r.id: agents.deal_profile(r) for r in records}
-        settled = {r.id: agents.settled_assessment(r) for r in records}
+        # a settled assessment depends on the stage as written and the amount band alone (agents.settled_kind):
+        # made once for each, as the dict the output is validated from (a model a deal was a tenth of the step)
+        kinds: dict[tuple[str, str], dict[str, Any] | None] = {}
+        settled: dict[str, dict[str, Any] | None] = {}
+        for record in records:
+            kind = agents.settled_kind(record)
+            if kind not in kinds:
+                assessed = agents.settled_assessment(record)
+                kinds[kind] = assessed.model_dump() if assessed is not None else None
+            settled[record.id] = kinds[kind]
         standing: dict[tuple[str, str], OpportunityRecord] = {}
         for record in records:
             if (profile := profiles[record.id]) is not None and settled[record.id] is None:
@@ -220,10 +230,11 @@ class AnalyzerActivities:
         risks: list[dict[str, Any]] = []  # validated in one call, as the contacts' labels
         answers = {profile: label.model_dump() for profile, label in by_profile.items()}
         for record in records:
-            settled_label = settled[record.id]
-            label = settled_label.model_dump() if settled_label else answers.get(profiles[record.id] or ("", ""))
-            if label is not None:
-                risks.append({**label, "id": record.id, "quality_flags": record.quality_flags})
+            written = settled[record.id]
+            if written is None:
+                written = answers.get(profiles[record.id] or ("", ""))
+            if written is not None:
+                risks.append({**written, "id": record.id, "quality_flags": record.quality_flags})
         risks += [label.model_dump() for label in strays]
         output = OpportunityChunkOutput.model_validate({"risks": risks})
         return await self._save(task, output, len(output.risks), error, usage, key)

@@ -30,6 +30,7 @@ from shared.contracts import (
 from shared.figures import fact_value
 from shared.taxonomy import (
     FUNCTIONS,
+    AmountBand,
     TitleRule,
     amount_band,
     describe,
@@ -145,6 +146,12 @@ def deal_profile(record: OpportunityRecord) -> tuple[str, str] | None:
     """What an open deal's risk depends on: its stage and amount band; None for a closed or unknown stage."""
     stage = stage_key(record.stage)
     return (stage, amount_band(record.amount)) if stage in NEXT_STEP else None
+
+
+def settled_kind(record: OpportunityRecord) -> tuple[str, AmountBand]:
+    """What ``settled_assessment`` reads of a deal besides its id: the stage as written and the amount band. Deals of
+    one kind get the same assessment (tests/test_labels_per_call.py holds it)."""
+    return record.stage, amount_band(record.amount)
 
 
 def settled_assessment(record: OpportunityRecord) -> OpportunityLabel | None:
