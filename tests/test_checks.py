@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -123,6 +124,21 @@ def test_title_rule_reasons_say_what_is_allowed_and_why() -> None:
     reasons = [f.reason for f in checks.check_contacts([contact("1", "Product Owner")], output)]
     assert reasons[0] == ("contact 1 'Product Owner': seniority must be mid or senior ('product owner' (not an "
                           "executive)), not executive")
+
+
+def test_a_reason_names_its_record_as_written_for_each_rule() -> None:
+    """The record a reason is about, named the same way by every rule: a contact by its title (or as blank), a deal
+    by its stage and its amount to the unit."""
+    output = ContactChunkOutput(enrichments=[label("9", "mid", False, "unknown")])
+    [failure] = checks.check_contacts([contact("9", "  ")], output)
+    assert failure.reason == "contact 9 (blank title): seniority must be unknown (a blank title), not mid"
+    deal = OpportunityRecord(id="7", name="Big", stage="closed-won", amount=Decimal("1234567.50"), contact_id="1",
+                             close_date=None)
+    risk = OpportunityRisk(id="7", risk="high", reason="won", next_action="none")
+    [failure] = checks.check_opportunities([deal], OpportunityChunkOutput(risks=[risk]))
+    assert failure.reason == "opportunity 7 (Closed Won, 1,234,568) is won: risk must be low, not high"
+    assert not checks.check_opportunities([deal], OpportunityChunkOutput(risks=[risk.model_copy(
+        update={"risk": "low"})]))
 
 
 def test_the_same_title_gets_the_same_labels() -> None:

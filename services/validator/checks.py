@@ -6,10 +6,10 @@ would be right.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
 
 from services.validator.numbers import numbers_in
 from shared.contracts import (
@@ -68,11 +68,12 @@ def check_contacts(records: Sequence[ContactRecord], output: ContactChunkOutput)
         if title is None:
             continue
         rule = title_rule(title)
-        where = f"contact {item.id} {title!r}" if title.strip() else f"contact {item.id} (blank title)"
+        # the record as a reason names it, written only for a reason (most records have none)
+        where = functools.partial(_contact_where, item.id, title)
         if item.seniority not in rule.seniority:
             failures.append(FailedCheck(
                 check="title_seniority", record_id=item.id,
-                reason=f"{where}: seniority must be {describe(rule.seniority)} ({rule.because}), "
+                reason=f"{where()}: seniority must be {describe(rule.seniority)} ({rule.because}), "
                 f"not {item.seniority}",
             ))
         if item.department not in rule.department:
@@ -80,20 +81,28 @@ def check_contacts(records: Sequence[ContactRecord], output: ContactChunkOutput)
                        "legal or other), not " + item.department) if rule.department == FUNCTIONS else (
                 f"{describe(rule.department)}, not {item.department}")
             failures.append(FailedCheck(check="title_department", record_id=item.id,
-                                        reason=f"{where}: department must be {allowed}"))
+                                        reason=f"{where()}: department must be {allowed}"))
         if item.decision_maker not in rule.decision_maker:
             failures.append(FailedCheck(
                 check="decision_maker", record_id=item.id,
-                reason=f"{where}: decision_maker must be {describe(rule.decision_maker)} ({rule.because})",
+                reason=f"{where()}: decision_maker must be {describe(rule.decision_maker)} ({rule.because})",
             ))
         first = first_of_title.setdefault(rule.key, item)
         if first is not item and _labels(first) != _labels(item):
             failures.append(FailedCheck(
                 check="inconsistent_title", record_id=item.id,
-                reason=f"{where} is labelled {_describe_labels(item)} but contact {first.id} with the same title "
+                reason=f"{where()} is labelled {_describe_labels(item)} but contact {first.id} with the same title "
                 f"{_describe_labels(first)}; the same title gets the same labels",
             ))
     return failures
+
+
+def _contact_where(id: str, title: str) -> str:
+    return f"contact {id} {title!r}" if title.strip() else f"contact {id} (blank title)"
+
+
+def _deal_where(deal: OpportunityRecord) -> str:
+    return f"opportunity {deal.id} ({stage_name(deal.stage)}, {deal.amount:,.0f})"
 
 
 def _labels(item: ContactEnrichment) -> tuple[str, str, bool]:
@@ -114,44 +123,47 @@ def check_opportunities(records: Sequence[OpportunityRecord], output: Opportunit
         if deal is None:
             continue
         stage = stage_key(deal.stage)
-        where = f"opportunity {item.id} ({stage_name(deal.stage)}, {deal.amount:,.0f})"
+        where = functools.partial(_deal_where, deal)  # written only for a reason, as a contact's
         if stage == "closed lost" and CLOSING_ACTION.search(item.next_action):
             failures.append(FailedCheck(
                 check="lost_deal_closing_action", record_id=item.id,
-                reason=f"{where} is lost but its next action {item.next_action!r} tries to close it; give 'none' or "
+                reason=f"{where()} is lost but its next action {item.next_action!r} tries to close it; give 'none' or "
                 "a post-mortem",
             ))
         if stage == "closed won" and item.risk != "low":
             failures.append(FailedCheck(check="won_deal_risk", record_id=item.id,
-                                        reason=f"{where} is won: risk must be low, not {item.risk}"))
+                                        reason=f"{where()} is won: risk must be low, not {item.risk}"))
         if stage not in OPEN_STAGES:
             continue
-        allowed = risk_allowed(deal.stage, Decimal(str(deal.amount)))
+        allowed = risk_allowed(deal.stage, deal.amount)
         if item.risk not in allowed:
             failures.append(FailedCheck(
                 check="risk_for_stage_and_amount", record_id=item.id,
-                reason=f"{where}: risk must be {describe(allowed)} for a {amount_band(Decimal(str(deal.amount)))} "
+                reason=f"{where()}: risk must be {describe(allowed)} for a {amount_band(deal.amount)} "
                 f"deal in {stage_name(deal.stage)}, not {item.risk}",
             ))
         if not _names_stage_or_amount(item.reason, deal):
             failures.append(FailedCheck(
                 check="reason_names_deal", record_id=item.id,
-                reason=f"{where}: the reason {item.reason!r} must name its stage ({stage_name(deal.stage)}) or its "
+                reason=f"{where()}: the reason {item.reason!r} must name its stage ({stage_name(deal.stage)}) or its "
                 f"amount ({deal.amount:,.0f})",
             ))
         if NO_ACTION.match(item.next_action) or stage_mentioned_elsewhere(item.next_action, stage):
             failures.append(FailedCheck(
                 check="next_action_for_stage", record_id=item.id,
-                reason=f"{where}: the next action {item.next_action!r} does not fit an open deal in "
+                reason=f"{where()}: the next action {item.next_action!r} does not fit an open deal in "
                 f"{stage_name(deal.stage)}; give a step that moves it forward",
             ))
     return failures
 
 
+_CLOSED_OUTCOME = re.compile(r"\b(onboard\w*|post-?mortem|kick-?off|renewal celebration)\b", re.IGNORECASE)
+
+
 def stage_mentioned_elsewhere(text: str, stage: str) -> bool:
     """True when an action speaks of a closed outcome for a deal that is still open ('onboard the customer',
     'post-mortem'), which fits a won or lost deal, not this one."""
-    return bool(re.search(r"\b(onboard\w*|post-?mortem|kick-?off|renewal celebration)\b", text, re.IGNORECASE))
+    return bool(_CLOSED_OUTCOME.search(text))
 
 
 def _names_stage_or_amount(reason: str, deal: OpportunityRecord) -> bool:
