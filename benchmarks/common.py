@@ -95,6 +95,35 @@ def peak_mb(pid: int) -> float:
     return 0.0
 
 
+@dataclass(frozen=True)
+class MachineTime:
+    """The machine's CPU time so far, all cores, from the first line of /proc/stat: in all, and what the hypervisor
+    took for other guests (``steal``). On a shared VM a run and its floor can lose different shares of the machine,
+    which moves a wall-time ratio however fast the code is."""
+
+    total: int  # clock ticks
+    steal: int
+
+    @classmethod
+    def parse(cls, text: str) -> MachineTime:
+        ticks = [int(field) for field in text.split("\n", 1)[0].split()[1:]]
+        return cls(total=sum(ticks[:8]), steal=ticks[7] if len(ticks) > 7 else 0)  # guest time is within user's
+
+    @classmethod
+    def now(cls) -> MachineTime:
+        return cls.parse(Path("/proc/stat").read_text())
+
+    def stolen_since(self, before: MachineTime) -> float:
+        """The share of the machine's time the hypervisor took since ``before`` (0 to 1)."""
+        return (self.steal - before.steal) / max(1, self.total - before.total)
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds (user and system) this process has used so far: the floors' worker runs here."""
+    times = os.times()
+    return times.user + times.system
+
+
 def cpu_seconds(dev: DevStack) -> dict[str, float]:
     """CPU seconds (user and system) each process of the stack has used so far, from /proc."""
     used = {}

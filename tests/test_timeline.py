@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.common import busy_seconds, spent_between
+from benchmarks.common import MachineTime, busy_seconds, spent_between
 from benchmarks.timeline import idle_stretches
 from deploy.scripted_model import Request
 
@@ -46,3 +46,14 @@ def test_cpu_by_phase_takes_the_samples_nearest_to_its_ends() -> None:
     assert spent_between(samples, 10.011, 10.049) == pytest.approx({"a": 0.02, "b": 0.02})
     assert spent_between(samples, 10.019, 10.061) == pytest.approx({"a": 0.04, "b": 0.03})
     assert spent_between([], 10.0, 11.0) == {}
+
+
+def test_the_share_of_the_machine_the_hypervisor_took_is_read_from_proc_stat() -> None:
+    before = MachineTime.parse("cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 50 0 25 400 5 0 0 20 0 0\n")
+    after = MachineTime.parse("cpu  160 0 70 900 10 0 0 100 30 0\ncpu0 80 0 35 450 5 0 0 50 15 0\n")
+    assert (before.total, before.steal) == (1000, 40)
+    # 240 ticks went by, 60 of them taken; guest time (30) is counted within user time already
+    assert after.stolen_since(before) == pytest.approx(60 / 240)
+    assert after.stolen_since(after) == 0.0  # no time went by: nothing taken, no division by zero
+    now = MachineTime.now()
+    assert now.total > 0 and 0.0 <= now.stolen_since(MachineTime(0, 0)) <= 1.0
