@@ -74,6 +74,10 @@ class Pair:
         """Gated steps a second against bare activities a second, two activities a step."""
         return 2 * steps / self.elapsed / self.bare
 
+    def cpu_ratio(self) -> float:
+        """Two bare activities' CPU against a gated step's (the floor ran two activities a gated step)."""
+        return self.floor_cpu / self.run_cpu
+
 
 def branch_span(llm: ScriptedLlm, run_id: str) -> tuple[float, float]:
     """The first model call of either branch and the end of the last (the insights step excluded)."""
@@ -159,11 +163,11 @@ async def throughput(client: Client, dev: DevStack, settings: Settings, llm: Scr
                           f"the machine the hypervisor took during each run / its floor: {stolen})"))
     # the same comparison in CPU: the run and the floor are both CPU-bound on this machine, so CPU a step against
     # CPU a bare step is what the wall-time ratio would be with no share of the machine taken by other guests
-    by_cpu = sorted(pairs, key=lambda pair: pair.floor_cpu / pair.run_cpu)
+    by_cpu = sorted(pairs, key=Pair.cpu_ratio)
     typical = by_cpu[len(by_cpu) // 2]
     figures.append(Figure(f"throughput against the floor in CPU, {size}: two bare activities' CPU against a gated "
-                          "step's", typical.floor_cpu / typical.run_cpu, "x", ">= 0.5x", f"the median of {PAIRS} "
-                          f"runs ({', '.join(f'{pair.floor_cpu / pair.run_cpu:.2f}x' for pair in pairs)}); a gated "
+                          "step's", typical.cpu_ratio(), "x", ">= 0.5x", f"the median of {PAIRS} "
+                          f"runs ({', '.join(f'{pair.cpu_ratio():.2f}x' for pair in pairs)}); a gated "
                           f"step {typical.run_cpu / steps * 1000:.1f} ms over the stack's processes (the model "
                           f"server's stand-in and the client left out), two bare activities "
                           f"{typical.floor_cpu / steps * 1000:.1f} ms (the server and its worker)"))

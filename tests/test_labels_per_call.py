@@ -87,7 +87,7 @@ def test_deals_of_one_kind_are_settled_alike_and_deals_of_another_may_not_be() -
     kinds = {}
     for stage in stages:
         for low, high in amounts:
-            one, other = _deal("1", stage, low), _deal("2", f"{stage}", high, ["unknown_contact"])
+            one, other = _deal("1", stage, low), _deal("2", stage, high, ["unknown_contact"])
             assert agents.settled_kind(one) == agents.settled_kind(other)
             first, second = agents.settled_assessment(one), agents.settled_assessment(other)
             assert (first is None) == (second is None), (stage, low, high)

@@ -190,7 +190,7 @@ def test_a_chunk_steps_reuse_content_is_its_records_as_their_model_writes_them(t
         for ref in result.opportunities.chunks:
             deals_read, content = opportunities_with_content(store, ref)
             assert content == TypeAdapter(list[OpportunityRecord]).dump_json(deals_read)
-    assert any(d.extra for d in deals_read) is False and people[0].quality_flags  # the last run kept no extras
+    assert not any(d.extra for d in deals_read) and people[0].quality_flags  # the last run kept no extras
     old = ArtifactRef(key="runs/old/data/contacts/chunk-00000.parquet")
     parquet = io.BytesIO()
     chunk_frame("contacts", [p.model_dump() for p in people]).write_parquet(parquet)

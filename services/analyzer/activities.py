@@ -24,7 +24,6 @@ from shared.contracts import (
     CatalogueFacts,
     ChunkTask,
     ContactChunkOutput,
-    ContactEnrichment,
     ContactRecord,
     CountItem,
     EnrichmentSummary,
@@ -180,7 +179,7 @@ class AnalyzerActivities:
             by_key, strays = spread_answers(asked, labels)
         # every contact's labels as a dict, validated in one call (a model a contact took half as long again); a
         # settled title's labels are the title's alone, written once a title as the answers are
-        enrichments: list[ContactEnrichment | dict[str, Any]] = []
+        enrichments: list[dict[str, Any]] = []
         answers = {key: label.model_dump() for key, label in by_key.items()}  # once a title, not once a contact
         for record in records:
             rule = rules[record.id]
