@@ -5,8 +5,8 @@
 Latency: a real run (the stack through `tollgate dev`'s launcher, the scripted model server) with a subscriber
 following its stream; for every step_succeeded event, receipt time minus the event's own time (the workflow's clock
 when the gate passed).
-Throughput: one ProgressPublisher writing events back to back to the machine's Redis (each is a Lua claim plus a
-transaction with two stream entries).
+Throughput: one ProgressPublisher writing events back to back to the machine's Redis (each is one Lua call that
+numbers it and writes its two stream entries).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""Progress events onto Redis Streams with FastStream's Redis broker: one stream per run, one for all runs.
+"""Progress events onto Redis Streams in FastStream's message format: one stream per run, one for all runs.
 
 Publishing never fails or stalls a run: events wait in a bounded in-process buffer while Redis is away and are
 delivered, in order, when it returns; what overflows the buffer is counted per run and reported on the run.
-Each event id is published once: a small Lua script gives the id its per-run sequence number the first time it
-is seen, and a transaction writes the two stream entries and marks the id done together, so a step that
-announces itself again after a crash or a retry is dropped at the source. The events waiting in the buffer go
-together, up to ``BATCH`` of them in two round trips (the claims, then one transaction).
-"""
+Each event id is published once: one Lua script gives a new id its run's next sequence number, writes the two
+stream entries and marks the id done, atomically, so a step that announces itself again after a crash or a retry
+is dropped at the source, and the publishers of every service writing to one run (the orchestrator, the analyzer
+and validator workers) write its numbers in order, with no gap, whichever of them dies when. The events waiting
+in the buffer go together, up to ``BATCH`` of them in one round trip."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
-from faststream.redis import RedisBroker
+from faststream.redis.parser import BinaryMessageFormatV1
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -27,24 +27,44 @@ from shared.events import ALL_RUNS_STREAM, FINAL_KINDS, ProgressEvent, run_strea
 
 log = logging.getLogger("tollgate.progress")
 
-# KEYS: a dedupe key and its run's sequence key, for each event in turn. Returns [seq, state] for each: state is
-# "new", "claimed" (seq given by an earlier attempt that never finished publishing: publish it now) or "done"
-# (already published: drop it).
-_CLAIM = """
-local claimed = {}
-for i = 1, #KEYS, 2 do
-  local held = redis.call('GET', KEYS[i])
+# One call publishes a batch. KEYS[1] is the stream of all runs, then four keys for each event in turn: its dedupe
+# mark, its run's sequence counter, its run's stream and its run's duplicate counter. ARGV: the retention in
+# seconds, the two streams' lengths, then for each event the stream entry before its sequence number and after it.
+# An id seen before is dropped and counted; a new id gets the next number of its run, is written to both streams
+# and is marked done, in the one atomic step: no other publisher can take a later number and write before it (a
+# number written out of order), and a publisher that dies cannot leave a number taken and never written (a gap).
+# A mark "N:claimed" was left by a publisher of an earlier release that claimed N and may never have written it:
+# the event goes out under N. Returns 1 for each event written, 0 for each dropped.
+_PUBLISH = """
+local ttl, run_maxlen, all_maxlen = ARGV[1], ARGV[2], ARGV[3]
+local written, renew = {}, {}
+for i = 0, (#KEYS - 1) / 4 - 1 do
+  local mark, counter, stream, dups = KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i], KEYS[5 + 4 * i]
+  local held, seq = redis.call('GET', mark), nil
   if held then
-    local seq, state = string.match(held, '^(%d+):(%a+)$')
-    claimed[#claimed + 1] = {tonumber(seq), state}
+    local number, state = string.match(held, '^(%d+):(%a+)$')
+    if state == 'claimed' then seq = number end
   else
-    local seq = redis.call('INCR', KEYS[i + 1])
-    redis.call('SET', KEYS[i], seq .. ':claimed', 'EX', ARGV[1])
-    claimed[#claimed + 1] = {seq, 'new'}
+    seq = redis.call('INCR', counter)
+  end
+  if seq then
+    local entry = ARGV[4 + 2 * i] .. seq .. ARGV[5 + 2 * i]
+    redis.call('XADD', stream, 'MAXLEN', '~', run_maxlen, '*', '__data__', entry)
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', all_maxlen, '*', '__data__', entry)
+    redis.call('SET', mark, seq .. ':done', 'EX', ttl)
+    renew[stream], renew[counter] = true, true
+    written[#written + 1] = 1
+  else
+    redis.call('INCR', dups)
+    renew[dups] = true
+    written[#written + 1] = 0
   end
 end
-return claimed
+for key in pairs(renew) do redis.call('EXPIRE', key, ttl) end
+return written
 """
+_SEQ = b'"seq":'
+_UNSET = -1  # the number an entry is encoded with, cut out and given by the script
 
 
 POISON_AFTER = 5  # an event that fails this often for a reason other than Redis is dropped and counted lost
@@ -63,13 +83,11 @@ class ProgressPublisher:
         self.run_maxlen = run_maxlen
         self.all_maxlen = all_maxlen
         self.retention = retention
-        self.broker = RedisBroker(redis_url)
         self.redis: Redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
         self._pending: deque[ProgressEvent] = deque()
         self._lost: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._connected = False
         self.published = 0
         self.duplicates = 0
 
@@ -108,8 +126,6 @@ class ProgressPublisher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._connected:
-            await self.broker.stop()
         await self.redis.aclose()
 
     async def _deliver(self) -> None:
@@ -159,35 +175,29 @@ class ProgressPublisher:
 
     async def publish_many(self, events: Sequence[ProgressEvent]) -> int:
         """Publish events now, in order, each unless its id was published before; returns how many were written."""
-        if not self._connected:
-            await self.broker.connect()
-            self._connected = True
-        ttl = int(self.retention.total_seconds())
-        keys = [key for event in events for key in (f"tollgate:event:{event.event_id}", f"tollgate:seq:{event.run_id}")]
-        claims = await self.redis.eval(_CLAIM, len(keys), *keys, ttl)
-        written = 0
-        seen: set[str] = set()  # an id twice in one batch: the second is a duplicate like any other
-        streams: set[str] = set()  # each run's stream written to, its expiry renewed once a batch
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for event, (seq, state) in zip(events, claims, strict=True):
-                state = state.decode() if isinstance(state, bytes) else str(state)
-                if state == "done" or event.event_id in seen:
-                    self.duplicates += 1
-                    pipe.incr(f"tollgate:duplicates:{event.run_id}")
-                    continue
-                update: dict[str, object] = {"seq": int(seq), "published_at": datetime.now(UTC)}
-                if event.kind in FINAL_KINDS:
-                    update["body"] = event.body.model_copy(update={"events_lost": self.lost(event.run_id)})
-                body = event.model_copy(update=update).model_dump_json().encode()
-                stream = run_stream(event.run_id)
-                await self.broker.publish(body, stream=stream, maxlen=self.run_maxlen, pipeline=pipe)
-                await self.broker.publish(body, stream=ALL_RUNS_STREAM, maxlen=self.all_maxlen, pipeline=pipe)
-                pipe.set(f"tollgate:event:{event.event_id}", f"{int(seq)}:done", ex=ttl)
-                streams.add(stream)
-                seen.add(event.event_id)
-                written += 1
-            for stream in sorted(streams):
-                pipe.expire(stream, ttl)
-            await pipe.execute()
-        self.published += written
-        return written
+        keys = [ALL_RUNS_STREAM]
+        args: list[bytes | int] = [int(self.retention.total_seconds()), self.run_maxlen, self.all_maxlen]
+        now = datetime.now(UTC)
+        for event in events:
+            keys += [f"tollgate:event:{event.event_id}", f"tollgate:seq:{event.run_id}", run_stream(event.run_id),
+                     f"tollgate:duplicates:{event.run_id}"]
+            args += await self._entry(event, now)
+        written: list[int] = await self.redis.eval(_PUBLISH, len(keys), *keys, *args)
+        count = sum(written)
+        self.published += count
+        self.duplicates += len(written) - count
+        return count
+
+    async def _entry(self, event: ProgressEvent, now: datetime) -> tuple[bytes, bytes]:
+        """The event's stream entry in FastStream's format, cut where the script writes its sequence number."""
+        update: dict[str, object] = {"seq": _UNSET, "published_at": now}
+        if event.kind in FINAL_KINDS:
+            update["body"] = event.body.model_copy(update={"events_lost": self.lost(event.run_id)})
+        body = event.model_copy(update=update).model_dump_json().encode()
+        entry = await BinaryMessageFormatV1.encode(message=body, reply_to=None, headers=None,
+                                                   correlation_id=event.event_id)
+        # the first match is the event's own key: in a JSON text a quote is escaped, and seq comes before the body
+        head, found, tail = body.partition(_SEQ + str(_UNSET).encode())
+        if not found:
+            raise ValueError(f"event {event.event_id}: no sequence number to fill in its JSON")
+        return entry[: len(entry) - len(body)] + head + _SEQ, tail

@@ -111,3 +111,55 @@ async def test_every_run_stream_and_event_id_expires_with_the_retention(redis_ur
         assert await publisher.redis.ttl(ALL_RUNS_STREAM) == -1  # no expiry: trimmed by length (all_maxlen)
     finally:
         await publisher.close()
+
+
+async def test_publishers_of_one_run_write_its_numbers_in_order(redis_url: str) -> None:
+    # the orchestrator and every worker publish to a run's stream at once, each from its own process: a number
+    # taken by one must be written before any later number another takes, or a reader sees 15 before 14
+    from client.watch import decode
+    from shared.events import run_stream
+
+    run_id = f"race-{uuid.uuid4().hex[:8]}"
+    publishers = [ProgressPublisher(redis_url) for _ in range(4)]
+    now = datetime.now(UTC)
+
+    async def announce(index: int, publisher: ProgressPublisher) -> None:
+        for number in range(60):
+            await publisher.publish(ProgressEvent(event_id=f"{run_id}:{index}:{number}", run_id=run_id,
+                                                  kind="activity_retry", at=now))
+
+    try:
+        await asyncio.gather(*(announce(index, publisher) for index, publisher in enumerate(publishers)))
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await publishers[0].redis.xrange(
+            run_stream(run_id))  # type: ignore[assignment]
+        published = [decode(fields) for _id, fields in entries]
+        assert [e.seq for e in published] == list(range(1, 4 * 60 + 1))
+        for index in range(4):  # and each publisher's own events in the order it published them
+            assert [e.event_id for e in published if e.event_id.startswith(f"{run_id}:{index}:")] == [
+                f"{run_id}:{index}:{number}" for number in range(60)]
+    finally:
+        for publisher in publishers:
+            await publisher.close()
+
+
+async def test_a_number_claimed_by_an_earlier_release_is_written_under_it(redis_url: str) -> None:
+    # a publisher of the release before this one took a number in one call and wrote the entry in another; one
+    # that died between them left the mark "N:claimed", and the event, announced again, goes out under N
+    from client.watch import decode
+    from shared.events import run_stream
+
+    run_id = f"claimed-{uuid.uuid4().hex[:8]}"
+    publisher = ProgressPublisher(redis_url)
+    now = datetime.now(UTC)
+    try:
+        await publisher.redis.set(f"tollgate:seq:{run_id}", 1)
+        await publisher.redis.set(f"tollgate:event:{run_id}:0", "1:claimed", ex=60)
+        written = await publisher.publish_many([ProgressEvent(event_id=f"{run_id}:{n}", run_id=run_id,
+                                                              kind="step_started", at=now) for n in (0, 1, 0)])
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await publisher.redis.xrange(
+            run_stream(run_id))  # type: ignore[assignment]
+        assert written == 2 and publisher.duplicates == 1
+        assert [(e.event_id, e.seq) for e in (decode(f) for _id, f in entries)] == [(f"{run_id}:0", 1),
+                                                                                    (f"{run_id}:1", 2)]
+    finally:
+        await publisher.close()
