@@ -68,7 +68,7 @@ _UNSET = -1  # the number an entry is encoded with, cut out and given by the scr
 
 
 POISON_AFTER = 5  # an event that fails this often for a reason other than Redis is dropped and counted lost
-BATCH = 64  # events delivered in one claim and one transaction
+BATCH = 64  # events delivered in one call of the script
 
 
 class ProgressPublisher:
