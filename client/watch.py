@@ -133,7 +133,8 @@ class Watcher:
                 self._refresh(plan.branch)
             self._tally("insights").chunks = 1
             self._refresh("insights")
-            plans = ", ".join(f"{p.branch} {p.rows} rows in {p.chunks} chunks" for p in event.body.plans)
+            plans = ", ".join(f"{p.branch} {_many(p.rows, 'row')} in {_many(p.chunks, 'chunk')}"
+                              for p in event.body.plans)
             self.line(f"#{event.seq} ingested: {plans}")
         elif event.kind == "gate_verdict":
             outcome = "passed" if event.body.passed else "rejected"
@@ -179,14 +180,22 @@ class Watcher:
             self._refresh(branch)
 
     def totals(self) -> list[str]:
-        return [f"{name}: {t.done}/{t.chunks} chunks done, {t.rejections} rejections, {t.retries} retries"
-                + _extras(t) for name, t in self.branches.items()]
+        """A line a branch: ``contacts: 3/4 chunks done, 1 rejection, 0 retries`` (the insights step is one step, not
+        a chunk: ``insights: 1/1 steps done``)."""
+        return [f"{name}: {t.done}/{t.chunks} {'steps' if name == 'insights' else 'chunks'} done, "
+                f"{_many(t.rejections, 'rejection')}, {_many(t.retries, 'retry', 'retries')}" + _extras(t)
+                for name, t in self.branches.items()]
+
+
+def _many(n: int, one: str, more: str | None = None) -> str:
+    """``n`` and the noun, singular for one: ``1 rejection``, ``2 rejections``."""
+    return f"{n} {one if n == 1 else more or one + 's'}"
 
 
 def _extras(t: BranchTally) -> str:
-    return "".join(f", {n} {what}" for n, what in ((t.failed_attempts, "failed attempts"),
-                                                    (t.waiting, "waiting for review"),
-                                                    (t.quarantined, "quarantined")) if n)
+    return "".join(f", {what}" for n, what in ((t.failed_attempts, _many(t.failed_attempts, "failed attempt")),
+                                                (t.waiting, f"{t.waiting} waiting for review"),
+                                                (t.quarantined, f"{t.quarantined} quarantined")) if n)
 
 
 async def tally(redis_url: str, run_id: str) -> list[str]:

@@ -216,7 +216,7 @@ async def test_a_step_that_times_out_names_the_step_the_activity_and_the_limit(
     assert [e.body.summary for e in failed][:1] == ["assess_opportunity_chunk attempt 1 timed out"]
     status = await tollgate_cli(stack.env, "status", run_id)
     assert "opportunities: 0/1 chunks done, 0 rejections, 0 retries, " in status.stdout
-    assert "failed attempts" in status.stdout
+    assert re.search(r"\d+ failed attempts?\b", status.stdout), status.stdout
 
 
 async def test_ctrl_c_of_run_wait_stops_waiting_only_and_says_how_to_follow(

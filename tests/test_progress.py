@@ -178,11 +178,11 @@ async def test_watch_prints_totals_and_exits_with_the_run_status(client: Client,
     assert watched.returncode == 0, watched.stdout + watched.stderr
     out = watched.stdout
     assert f"#1 run {run_id} started" in out
-    assert "#2 ingested: contacts 14 rows in 4 chunks, opportunities 4 rows in 1 chunks" in out
+    assert "#2 ingested: contacts 14 rows in 4 chunks, opportunities 4 rows in 1 chunk" in out
     # contacts 10, 11 and 12 share a title, asked of the model once (for 10): the invented id leaves all three out
     assert ("gate contacts/chunk-00002 attempt 1 rejected by the deterministic layer: contact id 10 was not answered; "
             "answer every id once; contact id 11 was not answered; answer every id once; contact id 12 was not "
             "answered; answer every id once") in out
-    assert "contacts: 4/4 chunks done, 1 rejections, 1 retries" in out
+    assert "contacts: 4/4 chunks done, 1 rejection, 1 retry" in out
     assert "opportunities: 1/1 chunks done, 0 rejections, 0 retries" in out
-    assert "insights: 1/1 chunks done, 0 rejections, 0 retries" in out
+    assert "insights: 1/1 steps done, 0 rejections, 0 retries" in out
