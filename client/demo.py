@@ -64,12 +64,13 @@ async def _run_and_follow(settings: Settings, contacts: Path, opportunities: Pat
     stack.say(f"run {run_id} started; watch it at {settings.temporal_ui_url}/namespaces/"
               f"{settings.temporal_namespace}/workflows/{run_id}")
     result = asyncio.ensure_future(handle.result())
+    started = time.monotonic()
     while not result.done():
         await asyncio.wait([result], timeout=15)
-        if not result.done():
+        if not result.done():  # a line every 15 s, with the time so far: a model call can take most of a minute
             progress = await handle.query("progress", result_type=RunProgress)
             counts = "; ".join(await tally(settings.redis_url, run_id))
-            stack.say(f"progress: stage {progress.stage}; {counts}")
+            stack.say(f"progress at {time.monotonic() - started:.0f} s: stage {progress.stage}; {counts}")
     return await result
 
 
