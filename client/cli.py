@@ -180,7 +180,7 @@ async def _await_result(handle: WorkflowHandle[object, RunResult], settings: Set
 def _header(path: Path) -> set[str]:
     with path.open("rb") as handle:
         first = handle.readline(64 * 1024).decode("utf-8", errors="replace").lstrip("\ufeff")
-    return {name.strip().strip('"') for name in first.strip().split(",")}
+    return {name.strip().strip('"') for name in re.split(r"[,;\t]", first.strip())}  # as ingest reads separators
 
 
 def check_exports(contacts: Path, opportunities: Path) -> None:

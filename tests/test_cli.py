@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from client.cli import CliError, check_exports
 from deploy.scripted_model import ScriptedLlm
 from tests.harness import ARTICLE, ROOT, Stack, tollgate_cli
 
@@ -113,3 +114,21 @@ async def test_run_wait_on_a_terminal_shows_a_live_line(stack: Stack, scripted_l
     assert f"run {run_id}: contacts: " in done.stdout  # the tally, while the slow step runs
     piped = await tollgate(stack, "result", run_id)  # not a terminal: no live line, only the summary
     assert "is starting" not in piped.stdout + piped.stderr
+
+
+def test_swapped_exports_are_recognised_whatever_their_separator(tmp_path: Path) -> None:
+    """Semicolon- and tab-separated exports, which ingest reads, are recognised as swapped as the comma-separated
+    ones are; the same files in their order pass."""
+    for separator in (",", ";", "\t"):
+        contacts = tmp_path / f"contacts{ord(separator)}.csv"
+        contacts.write_text(separator.join(["id", "name", "company", "title", "created_date"]) + "\n")
+        deals = tmp_path / f"deals{ord(separator)}.csv"
+        deals.write_text(separator.join(["id", "name", "stage", "amount", "contact_id", "close_date"]) + "\n")
+        check_exports(contacts, deals)
+        try:
+            check_exports(deals, contacts)
+        except CliError as error:
+            assert str(error).startswith(f"the two files look swapped: {deals.name} has the opportunities' columns")
+            assert error.code == 2
+        else:
+            raise AssertionError(f"swapped exports separated by {separator!r} were not refused")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from datetime import date, timedelta
 from decimal import Decimal
@@ -333,6 +334,50 @@ def test_a_bad_byte_past_the_encoding_probe_is_named_at_its_line(tmp_path: Path)
     assert str(caught.value) == "c.csv: line 3002 is not UTF-8 text; export the CSV as UTF-8"
     fine = write(tmp_path, "d.csv", f"{HEADER}\n{rows}".encode() + b"3001,Zo\xc3\xab,Acme,Engineer,\n")
     assert [r["name"] for r in contact_rows(fine)][-2:] == ["Person 3000", "Zoë"]
+
+
+def test_semicolon_and_tab_separated_exports_are_read_as_the_comma_separated_one(tmp_path: Path) -> None:
+    """Excel writes ``;`` where the decimal separator is a comma, and tabs in UTF-16 as "Unicode text": the header
+    says which, and the rows read as the comma-separated export's do, with a warning naming the separator."""
+    rows = [["id", "name", "company", "title", "created_date"], ["1", "Müller, Jan", "Acme", "CEO", "2024-01-15"],
+            ["2", "Ann Lee", "Beta; Sons", "Engineer", ""]]
+
+    def export(separator: str) -> str:
+        out = io.StringIO()
+        csv.writer(out, delimiter=separator).writerows(rows)
+        return out.getvalue()
+
+    comma: list[str] = []
+    expected = [c.model_dump() for c in parse_contacts(write(tmp_path, "comma.csv", export(",")), warnings=comma)]
+    assert [c["name"] for c in expected] == ["Müller, Jan", "Ann Lee"] and comma == []
+    semicolon: list[str] = []
+    path = write(tmp_path, "semicolon.csv", export(";"))
+    assert [c.model_dump() for c in parse_contacts(path, warnings=semicolon)] == expected
+    assert semicolon == ["semicolon.csv is semicolon-separated; it was read as such"]
+    tab: list[str] = []
+    path = write(tmp_path, "tab.csv", export("\t").encode("utf-16"))
+    assert [c.model_dump() for c in parse_contacts(path, warnings=tab)] == expected
+    assert tab == ["tab.csv was decoded as UTF-16 (it starts with a UTF-16 byte-order mark)",
+                   "tab.csv is tab-separated; it was read as such"]
+
+
+def test_a_separated_export_missing_a_column_is_named_column_by_column(tmp_path: Path) -> None:
+    """Against the header as its separator splits it, not as one name: the column that is missing is named."""
+    path = write(tmp_path, "c.csv", "id;name;company;title\n1;Ann;Acme;CEO\n")
+    with pytest.raises(BadInputError) as caught:
+        list(parse_contacts(path))
+    assert str(caught.value) == ("c.csv: missing column(s) created_date; the header has id, name, company, title but "
+                                 "needs id, name, company, title, created_date")
+    # its comma-separated neighbour, whose cells hold semicolons, is read with commas
+    fine = write(tmp_path, "d.csv", f"{HEADER}\n1,Ann;Bo,Acme;Co,CEO;CTO,\n")
+    assert [(c.name, c.company, c.title) for c in parse_contacts(fine)] == [("Ann;Bo", "Acme;Co", "CEO;CTO")]
+
+
+def test_a_semicolon_export_s_comma_decimals_need_the_setting(tmp_path: Path) -> None:
+    path = write(tmp_path, "o.csv", "id;name;stage;amount;contact_id;close_date\n7;Deal;Won;1234,56;1;2024-01-01\n")
+    assert [d.amount for d in parse_opportunities(path, {"1"}, decimal_separator=",")] == [Decimal("1234.56")]
+    with pytest.raises(BadInputError, match=r"'1234,56' is an ambiguous amount.*TOLLGATE_AMOUNT_DECIMAL_SEPARATOR"):
+        list(parse_opportunities(path, {"1"}))
 
 
 def test_old_mac_line_endings_are_rows(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import functools
 import io
+import itertools
 import operator
 import re
 from collections.abc import Callable, Generator, Iterator
@@ -114,7 +115,11 @@ def _open_export(path: str, required: tuple[str, ...], warnings: list[str] | Non
         raise BadInputError(path, f"the file is empty; expected a header row with columns {', '.join(required)}")
     # the lines closed before the file, however the rows end (a bad row, a reader that stops early)
     with file.open("rb") as handle, contextlib.closing(_decoded_lines(path, handle, encoding)) as lines:
-        reader = csv.reader(lines)
+        first = next(lines, "")
+        delimiter = _delimiter(first, required)
+        if delimiter != "," and warnings is not None:
+            warnings.append(f"{file.name} is {DELIMITERS[delimiter]}-separated; it was read as such")
+        reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
         try:
             header = [name.strip() for name in next(reader)]
         except csv.Error as error:
@@ -130,6 +135,26 @@ def _open_export(path: str, required: tuple[str, ...], warnings: list[str] | Non
         if duplicated:
             raise BadInputError(path, f"column(s) {', '.join(duplicated)} appear more than once in the header")
         yield _Export(header, _data_rows(path, reader, len(header)))
+
+
+# The separators an export's header may be written with, the first that gives every required column winning: a
+# comma, then a semicolon (Excel's CSV where the decimal separator is a comma) and a tab (Excel's "Unicode text").
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def _delimiter(first_line: str, required: tuple[str, ...]) -> str:
+    """The separator of an export whose header is ``first_line``: of ``DELIMITERS``, the first that splits it into
+    the most required columns (every one, on a good export), a comma when none finds any. A header that lacks a
+    column is then named column by column as its separator splits it, not as one name."""
+    best, found = ",", 0
+    for delimiter in DELIMITERS:
+        try:
+            names = {name.strip() for row in csv.reader([first_line], delimiter=delimiter) for name in row}
+        except csv.Error:
+            continue
+        if (count := len(names.intersection(required))) > found:
+            best, found = delimiter, count
+    return best
 
 
 def _data_rows(path: str, reader: Iterator[list[str]], width: int) -> Iterator[tuple[int, list[str]]]:
