@@ -213,8 +213,8 @@ def read_correction(path: Path, step: str) -> Output:
             rows = []
             for row in csv.DictReader(io.StringIO(text)):
                 item = {k: v for k, v in row.items() if k is not None}
-                if "decision_maker" in item:
-                    item["decision_maker"] = item["decision_maker"].strip().lower() in ("true", "yes", "1")
+                if "decision_maker" in item:  # read as the contract reads a flag: true/false, yes/no, 1/0, y/n, on/off;
+                    item["decision_maker"] = item["decision_maker"].strip()  # anything else is refused, not false
                 item["quality_flags"] = [f for f in item.get("quality_flags", "").split(";") if f]
                 rows.append(item)
             return kind.model_validate({field: rows})

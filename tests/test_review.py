@@ -10,10 +10,11 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from temporalio.client import Client, WorkflowFailureError
 
 from client.cli import start_run
-from client.review import waiting_steps
+from client.review import ReviewError, read_correction, waiting_steps
 from deploy.scripted_model import ScriptedLlm
 from shared.contracts import PendingReview, RunResult
 from shared.failures import failure_reason
@@ -206,3 +207,19 @@ async def test_a_waiting_step_survives_the_orchestrator_being_killed(
     result = await asyncio.wait_for(handle.result(), 60)
     assert [r.outcome for r in result.report.reviewed] == ["approved"]
     assert len(scripted_llm.requests_for(run_id, "contacts/chunk-00000", "contact-enricher")) == 1
+
+
+def test_a_correction_s_decision_maker_is_a_flag_or_refused(tmp_path: Path) -> None:
+    """A CSV correction's ``decision_maker`` reads as the contract reads a flag (true/false, yes/no, 1/0, y/n); a cell
+    that is none of them is refused with its row, not taken as false."""
+    header = "id,seniority,department,decision_maker,rationale\n"
+    fine = tmp_path / "fine.csv"
+    fine.write_text(header + "2,mid,engineering, Yes ,manager\n3,mid,engineering,0,engineer\n")
+    output = read_correction(fine, "contacts/chunk-00001")
+    assert [(e.id, e.decision_maker) for e in output.enrichments] == [("2", True), ("3", False)]  # type: ignore[union-attr]
+    for cell in ("maybe", ""):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(header + f"2,mid,engineering,{cell},manager\n")
+        with pytest.raises(ReviewError, match=r"bad.csv: 1 problems; the first: enrichments.0.decision_maker: Input "
+                                              r"should be a valid boolean"):
+            read_correction(bad, "contacts/chunk-00001")
