@@ -224,8 +224,13 @@ def read_correction(path: Path, step: str) -> Output:
         raise ReviewError(f"{path}: not JSON ({error.msg} at line {error.lineno})") from None
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise ReviewError(f"{path}: {error.error_count()} problems; the first: {where}: {first['msg']}") from None
+        loc = first["loc"]
+        # a CSV's problem is named as ingest names one, by data row and column; a JSON's by its path in the object
+        where = (f"row {loc[1] + 1}, column {loc[2]!r}" if path.suffix.lower() == ".csv" and len(loc) == 3
+                 and isinstance(loc[1], int) else ".".join(str(x) for x in loc))
+        count = error.error_count()
+        raise ReviewError(f"{path}: {count} problem{'s' if count != 1 else ''}; the first: {where}: "
+                          f"{first['msg']}") from None
 
 
 async def decide(client: Client, store: ArtifactStore, pending: PendingReview, action: ReviewAction,

@@ -220,6 +220,6 @@ def test_a_correction_s_decision_maker_is_a_flag_or_refused(tmp_path: Path) -> N
     for cell in ("maybe", ""):
         bad = tmp_path / "bad.csv"
         bad.write_text(header + f"2,mid,engineering,{cell},manager\n")
-        with pytest.raises(ReviewError, match=r"bad.csv: 1 problems; the first: enrichments.0.decision_maker: Input "
+        with pytest.raises(ReviewError, match=r"bad.csv: 1 problem; the first: row 1, column 'decision_maker': Input "
                                               r"should be a valid boolean"):
             read_correction(bad, "contacts/chunk-00001")
