@@ -24,7 +24,7 @@ from services.analyzer.ingest import (
 )
 from shared.artifacts import ArtifactStore
 from shared.contracts import ArtifactRef, ContactRecord, DatasetRef, IngestRequest, KeyValue, OpportunityRecord
-from shared.datasets import chunk_frame, read_contacts, read_opportunities, scan_chunks, write_chunk
+from shared.datasets import chunk_frame, chunk_key, read_contacts, read_opportunities, scan_chunks, write_chunk
 from tests.harness import ARTICLE
 
 HEADER = "id,name,company,title,created_date"
@@ -359,6 +359,23 @@ def test_semicolon_and_tab_separated_exports_are_read_as_the_comma_separated_one
     assert [c.model_dump() for c in parse_contacts(path, warnings=tab)] == expected
     assert tab == ["tab.csv was decoded as UTF-16 (it starts with a UTF-16 byte-order mark)",
                    "tab.csv is tab-separated; it was read as such"]
+
+
+def test_a_semicolon_export_ingests_to_the_comma_export_s_chunks_and_facts(tmp_path: Path) -> None:
+    """Through the store, as a run ingests: the same chunk files byte for byte (so their digests, the reuse keys,
+    match), the same facts, and the report's warning naming the separator."""
+    store = ArtifactStore(tmp_path / "store")
+    deals = ARTICLE / "crm_opportunities.csv"
+    comma = ARTICLE / "crm_contacts.csv"
+    semicolon = tmp_path / "contacts.csv"
+    semicolon.write_text(comma.read_text().replace(",", ";"))
+    plain = ingest(store, uploaded(store, "r1", comma, deals, 2, 10), lambda _: None)
+    read = ingest(store, uploaded(store, "r2", semicolon, deals, 2, 10), lambda _: None)
+    assert read.warnings == ["contacts.csv is semicolon-separated; it was read as such"] and plain.warnings == []
+    assert read.facts == plain.facts and read.contacts.chunk_count == plain.contacts.chunk_count == 3
+    for index in range(3):
+        assert (store.read_bytes(chunk_key("r2", "contacts", index))
+                == store.read_bytes(chunk_key("r1", "contacts", index)))
 
 
 def test_a_separated_export_missing_a_column_is_named_column_by_column(tmp_path: Path) -> None:
