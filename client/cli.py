@@ -37,7 +37,7 @@ from shared.contracts import (
 )
 from shared.datasets import CONTACT_COLUMNS, OPPORTUNITY_COLUMNS
 from shared.failures import failure_reason, run_ending
-from shared.figures import money, percent
+from shared.figures import count, counted, money, percent
 from shared.settings import Settings, get_settings
 from shared.telemetry import current_trace_id, flush_tracing, setup_tracing, tracer
 from shared.temporal import connect
@@ -124,17 +124,18 @@ def summary_lines(report: Report, result: RunResult, settings: Settings) -> list
         f"{c.top_company_contacts:,}); opportunities {o.total_opportunities:,}, open pipeline "
         f"{money(o.open_pipeline_value)}, won {money(o.won_value)}, win rate {percent(o.win_rate_by_value_pct)} by "
         f"value, {percent(o.win_rate_by_count_pct)} by count; unknown contact {o.orphan_opportunities:,}",
-        f"enriched {s.enriched_contacts} contacts ({s.decision_makers} decision makers), assessed "
-        f"{s.assessed_opportunities} opportunities ({', '.join(f'{x.key} {x.count}' for x in s.risk_levels)})",
-        f"gates: {g.gated_steps} steps, {g.attempts} attempts, rejections by layer: {layers}, "
+        f"enriched {counted(s.enriched_contacts, 'contact')} ({counted(s.decision_makers, 'decision maker')}), "
+        f"assessed {counted(s.assessed_opportunities, 'opportunity', 'opportunities')} "
+        f"({', '.join(f'{x.key} {x.count}' for x in s.risk_levels)})",
+        f"gates: {counted(g.gated_steps, 'step')}, {counted(g.attempts, 'attempt')}, rejections by layer: {layers}, "
         f"{g.steps_fixed_by_retry} fixed by a retry",
-        f"LLM: {report.usage.calls} calls, {report.usage.input_tokens} tokens in, {report.usage.output_tokens} out, "
-        f"${report.usage.cost_usd:.4f}",
-        *([f"coverage: {_coverage(report)}; {report.quarantined_total} steps quarantined: "
+        f"LLM: {counted(report.usage.calls, 'call')}, {counted(report.usage.input_tokens, 'token')} in, "
+        f"{count(report.usage.output_tokens)} out, ${report.usage.cost_usd:.4f}",
+        *([f"coverage: {_coverage(report)}; {counted(report.quarantined_total, 'step')} quarantined: "
            f"{', '.join(q.step for q in report.quarantined)}"] if report.quarantined_total else []),
         *[f"reviewed: {r.step} {r.outcome} ({'; '.join(f'{x.action} by {x.reviewer}' for x in r.reviews)})"
           for r in report.reviewed],
-        *([f"reused: {report.reused_steps} steps validated in an earlier run (no model call)"]
+        *([f"reused: {counted(report.reused_steps, 'step')} validated in an earlier run (no model call)"]
           if report.reused_steps else []),
         "insights:" if report.insights else f"insights: none; {report.insights_missing}",
         *[f"  {n}. {i.insight.title}: {i.insight.text}" for n, i in enumerate(report.insights, 1)],

@@ -19,6 +19,7 @@ from client.watch import tally
 from shared.artifacts import store_from
 from shared.contracts import RunProgress, RunResult
 from shared.failures import failure_reason
+from shared.figures import counted
 from shared.settings import Settings
 from shared.temporal import connect
 
@@ -82,7 +83,7 @@ def _closing(settings: Settings, result: RunResult, elapsed: float) -> list[str]
     lines = [store.read_bytes(result.report_markdown).decode(), (
         f"measured: {elapsed:.0f} s for the run; {report.usage.calls} LLM calls, {report.usage.input_tokens:,} "
         f"tokens in, {report.usage.output_tokens:,} out; rejections by layer: {layers}; "
-        f"{report.gates.steps_fixed_by_retry} steps fixed by a retry")]
+        f"{counted(report.gates.steps_fixed_by_retry, 'step')} fixed by a retry")]
     with contextlib.suppress(ImportError):  # the gate benchmark ships with the repository, not the wheel
         from benchmarks.gates import accuracy, ground_truth
 

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from shared.codec import Keyring, KeyringError, keyring_from
 from shared.events import FINAL_KINDS, ProgressEvent, open_event, run_stream
+from shared.figures import counted
 from shared.settings import get_settings
 
 DATA_KEY = b"__data__"
@@ -133,7 +134,7 @@ class Watcher:
                 self._refresh(plan.branch)
             self._tally("insights").chunks = 1
             self._refresh("insights")
-            plans = ", ".join(f"{p.branch} {_many(p.rows, 'row')} in {_many(p.chunks, 'chunk')}"
+            plans = ", ".join(f"{p.branch} {counted(p.rows, 'row')} in {counted(p.chunks, 'chunk')}"
                               for p in event.body.plans)
             self.line(f"#{event.seq} ingested: {plans}")
         elif event.kind == "gate_verdict":
@@ -183,17 +184,12 @@ class Watcher:
         """A line a branch: ``contacts: 3/4 chunks done, 1 rejection, 0 retries`` (the insights step is one step, not
         a chunk: ``insights: 1/1 steps done``)."""
         return [f"{name}: {t.done}/{t.chunks} {'steps' if name == 'insights' else 'chunks'} done, "
-                f"{_many(t.rejections, 'rejection')}, {_many(t.retries, 'retry', 'retries')}" + _extras(t)
+                f"{counted(t.rejections, 'rejection')}, {counted(t.retries, 'retry', 'retries')}" + _extras(t)
                 for name, t in self.branches.items()]
 
 
-def _many(n: int, one: str, more: str | None = None) -> str:
-    """``n`` and the noun, singular for one: ``1 rejection``, ``2 rejections``."""
-    return f"{n} {one if n == 1 else more or one + 's'}"
-
-
 def _extras(t: BranchTally) -> str:
-    return "".join(f", {what}" for n, what in ((t.failed_attempts, _many(t.failed_attempts, "failed attempt")),
+    return "".join(f", {what}" for n, what in ((t.failed_attempts, counted(t.failed_attempts, "failed attempt")),
                                                 (t.waiting, f"{t.waiting} waiting for review"),
                                                 (t.quarantined, f"{t.quarantined} quarantined")) if n)
 

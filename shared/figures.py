@@ -31,6 +31,12 @@ def count(value: Decimal | int | None) -> str:
     return "n/a" if value is None else f"{int(value):,}"
 
 
+def counted(value: int | None, one: str, many: str | None = None) -> str:
+    """A count and its noun, the noun singular for exactly one: '1 deal', '2 deals', '1,204 contacts', '1
+    opportunity' (``many`` where adding an s is wrong: 'opportunities')."""
+    return f"{count(value)} {one if value == 1 else many or one + 's'}"
+
+
 def fact_value(fact: Fact) -> str:
     if fact.unit == "usd":
         return money(fact.value)

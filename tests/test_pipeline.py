@@ -65,6 +65,8 @@ async def test_clean_run_produces_the_correct_report(client: Client, stack: Stac
     store_root = Path(stack.settings.artifact_root)
     markdown = (store_root / result.report_markdown.key).read_text()
     assert "| 1 | executive | executive | yes |" in markdown
+    assert "| won | $80,000 in 2 deals |" in markdown and "| lost | $0 in 0 deals |" in markdown
+    assert "3 gated steps, 3 attempts; rejections by layer:" in markdown and "LLM: 6 calls, " in markdown
     lines = (store_root / report.enrichments.key).read_text().splitlines()
     assert len(lines) == 9
 

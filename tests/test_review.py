@@ -187,7 +187,7 @@ async def test_the_quarantine_policy_completes_without_the_chunk(client: Client,
     if not scripted_llm.requests_for(run_id, "opportunities/chunk-00000", "opportunity-risk"):
         raise AssertionError("the opportunities chunk asked no model: the test needs an open deal profile")
     assert out.returncode == 0, out.stderr
-    assert "coverage: contacts 3/3 (100.0%), opportunities 0/4 (0.0%); 1 steps quarantined: " \
+    assert "coverage: contacts 3/3 (100.0%), opportunities 0/4 (0.0%); 1 step quarantined: " \
         "opportunities/chunk-00000" in out.stdout, out.stdout
 
 

@@ -34,7 +34,7 @@ from shared.contracts import (
     TokenUsage,
 )
 from shared.datasets import read_contacts, read_opportunities
-from shared.figures import count, fact_value, money, percent, share_pct
+from shared.figures import count, counted, fact_value, money, percent, share_pct
 from shared.manifests import read_gates, write_gates
 
 TABLE_ROWS = 50
@@ -70,13 +70,13 @@ def render_markdown(report: Report, enrichments: Sequence[ContactEnrichment],
     out = [f"# CRM analysis report: {report.run_id}", "", "## Facts (computed over the full data)", ""]
     out += _rows(["figure", "value"], [
         ("contacts", count(c.total_contacts)), ("distinct companies", count(c.unique_companies)),
-        ("top company by contacts", f"{c.top_company} ({count(c.top_company_contacts)} contacts)"),
+        ("top company by contacts", f"{c.top_company} ({counted(c.top_company_contacts, 'contact')})"),
         ("distinct titles", count(c.unique_titles)), ("contacts without a title", count(c.missing_titles)),
         ("duplicate names", count(c.duplicate_names)), ("opportunities", count(o.total_opportunities)),
         ("value of all opportunities", money(o.total_value)),
-        ("open pipeline (not closed)", f"{money(o.open_pipeline_value)} in {count(o.open_opportunities)} deals"),
-        ("won", f"{money(o.won_value)} in {count(o.won_count)} deals"),
-        ("lost", f"{money(o.lost_value)} in {count(o.lost_count)} deals"),
+        ("open pipeline (not closed)", f"{money(o.open_pipeline_value)} in {counted(o.open_opportunities, 'deal')}"),
+        ("won", f"{money(o.won_value)} in {counted(o.won_count, 'deal')}"),
+        ("lost", f"{money(o.lost_value)} in {counted(o.lost_count, 'deal')}"),
         ("win rate, won / (won + lost)", f"{percent(o.win_rate_by_value_pct)} by value, "
          f"{percent(o.win_rate_by_count_pct)} by count"),
         ("average opportunity", money(o.average_deal_value)),
@@ -88,22 +88,23 @@ def render_markdown(report: Report, enrichments: Sequence[ContactEnrichment],
     for warning in report.input_warnings:
         out += ["", f"Data quality: {warning}."]
     if o.stage_spelling_variants:
-        out += ["", f"Data quality: {o.stage_spelling_variants} stages are written in more than one way."]
+        out += ["", f"Data quality: {counted(o.stage_spelling_variants, 'stage')} "
+                f"{'is' if o.stage_spelling_variants == 1 else 'are'} written in more than one way."]
     if report.quarantined_total:
         out += ["", "## Coverage: what this report leaves out", ""]
         out += [f"- {x.branch}: {count(x.covered)} of {count(x.rows)} rows covered ({percent(x.share_pct)}); every "
                 "figure from model labels below counts the covered rows only" for x in report.coverage]
-        out += [f"- **{q.step}** quarantined" + (f": {count(q.rows)} rows ({', '.join(q.ids)}"
+        out += [f"- **{q.step}** quarantined" + (f": {counted(q.rows, 'row')} ({', '.join(q.ids)}"
                                                  f"{', …' if q.rows > len(q.ids) else ''})" if q.rows else "")
                 + f"; last rejection: {'; '.join(q.reasons) or 'n/a'}" for q in report.quarantined]
         if report.quarantined_total > len(report.quarantined):
-            out += [f"- … and {report.quarantined_total - len(report.quarantined)} more quarantined steps"]
+            out += [f"- … and {counted(report.quarantined_total - len(report.quarantined), 'more quarantined step')}"]
     out += ["", "## Validated enrichments", ""]
-    out += [f"- {s.enriched_contacts} contacts enriched; {s.decision_makers} decision makers; "
+    out += [f"- {counted(s.enriched_contacts, 'contact')} enriched; {counted(s.decision_makers, 'decision maker')}; "
             + ", ".join(f"{x.key}: {x.count}" for x in s.seniority)
-            + (f"; {s.relabelled_contacts} contacts took their title's labels from another chunk (one title, one "
-               "label)" if s.relabelled_contacts else "")]
-    out += [f"- {s.assessed_opportunities} opportunities assessed; "
+            + (f"; {counted(s.relabelled_contacts, 'contact')} took their title's labels from another chunk "
+               "(one title, one label)" if s.relabelled_contacts else "")]
+    out += [f"- {counted(s.assessed_opportunities, 'opportunity', 'opportunities')} assessed; "
             + ", ".join(f"{x.key} risk: {x.count}" for x in s.risk_levels)
             + f"; high-risk value {money(s.high_risk_value)}", ""]
     out += _rows(["contact", "seniority", "department", "decision maker", "rationale", "flags"], [
@@ -125,11 +126,11 @@ def render_markdown(report: Report, enrichments: Sequence[ContactEnrichment],
     g = report.gates
     layers = ", ".join(f"{x.layer}: {x.rejections}" for x in g.rejections_by_layer)
     out += ["", "## Validation gates", "",
-            f"{g.gated_steps} gated steps, {g.attempts} attempts; rejections by layer: {layers}; "
-            f"{g.steps_fixed_by_retry} steps fixed by a retry with the validator's reasons.", ""]
+            f"{counted(g.gated_steps, 'gated step')}, {counted(g.attempts, 'attempt')}; rejections by layer: {layers}; "
+            f"{counted(g.steps_fixed_by_retry, 'step')} fixed by a retry with the validator's reasons.", ""]
     if report.reused_steps:
-        out += [f"{report.reused_steps} steps reused an output validated in an earlier run over the same data "
-                "(no model call).", ""]
+        out += [f"{counted(report.reused_steps, 'step')} reused an output validated in an earlier run over the same "
+                "data (no model call).", ""]
     for reviewed in report.reviewed:
         for r in reviewed.reviews:
             who = "nobody, in time" if r.timed_out else r.reviewer
@@ -145,9 +146,10 @@ def render_markdown(report: Report, enrichments: Sequence[ContactEnrichment],
         for verdict in gate.rejections:
             reasons = "; ".join(check.reason for check in verdict.failed_checks)
             out += [f"  - attempt {verdict.attempt} rejected by the {verdict.layer} layer "
-                    f"({verdict.failed_total} checks): {reasons}"]
+                    f"({counted(verdict.failed_total, 'check')}): {reasons}"]
     u = report.usage
-    out += ["", f"LLM: {u.calls} calls, {u.input_tokens} input tokens, {u.output_tokens} output tokens, "
+    out += ["", f"LLM: {counted(u.calls, 'call')}, {counted(u.input_tokens, 'input token')}, "
+            f"{counted(u.output_tokens, 'output token')}, "
             f"${u.cost_usd:.4f}.", ""]
     out += _rows(["branch", "calls", "input tokens", "output tokens", "cost (USD)"], [
         (b.branch, b.usage.calls, b.usage.input_tokens, b.usage.output_tokens, f"{b.usage.cost_usd:.4f}")
