@@ -137,8 +137,8 @@ def _open_export(path: str, required: tuple[str, ...], warnings: list[str] | Non
         yield _Export(header, _data_rows(path, reader, len(header)))
 
 
-# The separators an export's header may be written with, the first that gives every required column winning: a
-# comma, then a semicolon (Excel's CSV where the decimal separator is a comma) and a tab (Excel's "Unicode text").
+# The separators an export's header may be written with, in the order they are tried (``_delimiter``): a comma,
+# then a semicolon (Excel's CSV where the decimal separator is a comma) and a tab (Excel's "Unicode text").
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
