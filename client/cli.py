@@ -35,7 +35,7 @@ from shared.contracts import (
     RunResult,
     StepPolicy,
 )
-from shared.datasets import CONTACT_COLUMNS, OPPORTUNITY_COLUMNS
+from shared.datasets import CONTACT_COLUMNS, DELIMITERS, OPPORTUNITY_COLUMNS
 from shared.failures import failure_reason, run_ending
 from shared.figures import count, counted, money, percent
 from shared.settings import Settings, get_settings
@@ -181,7 +181,7 @@ async def _await_result(handle: WorkflowHandle[object, RunResult], settings: Set
 def _header(path: Path) -> set[str]:
     with path.open("rb") as handle:
         first = handle.readline(64 * 1024).decode("utf-8", errors="replace").lstrip("\ufeff")
-    return {name.strip().strip('"') for name in re.split(r"[,;\t]", first.strip())}  # as ingest reads separators
+    return {name.strip().strip('"') for name in re.split(f"[{''.join(DELIMITERS)}]", first.strip())}
 
 
 def check_exports(contacts: Path, opportunities: Path) -> None:

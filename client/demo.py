@@ -81,8 +81,8 @@ def _closing(settings: Settings, result: RunResult, elapsed: float) -> list[str]
     report = result.report
     layers = ", ".join(f"{x.layer} {x.rejections}" for x in report.gates.rejections_by_layer)
     lines = [store.read_bytes(result.report_markdown).decode(), (
-        f"measured: {elapsed:.0f} s for the run; {report.usage.calls} LLM calls, {report.usage.input_tokens:,} "
-        f"tokens in, {report.usage.output_tokens:,} out; rejections by layer: {layers}; "
+        f"measured: {elapsed:.0f} s for the run; {counted(report.usage.calls, 'LLM call')}, "
+        f"{report.usage.input_tokens:,} tokens in, {report.usage.output_tokens:,} out; rejections by layer: {layers}; "
         f"{counted(report.gates.steps_fixed_by_retry, 'step')} fixed by a retry")]
     with contextlib.suppress(ImportError):  # the gate benchmark ships with the repository, not the wheel
         from benchmarks.gates import accuracy, ground_truth

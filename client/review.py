@@ -40,6 +40,7 @@ from shared.contracts import (
 )
 from shared.datasets import read_contacts, read_opportunities
 from shared.failures import failure_reason
+from shared.figures import counted
 
 Output = ContactChunkOutput | OpportunityChunkOutput | InsightsOutput
 RUNNING_WORKFLOWS = (f'ExecutionStatus="Running" AND (WorkflowType="{steps.WORKFLOW}" OR '
@@ -228,8 +229,7 @@ def read_correction(path: Path, step: str) -> Output:
         # a CSV's problem is named as ingest names one, by data row and column; a JSON's by its path in the object
         where = (f"row {loc[1] + 1}, column {loc[2]!r}" if path.suffix.lower() == ".csv" and len(loc) == 3
                  and isinstance(loc[1], int) else ".".join(str(x) for x in loc))
-        count = error.error_count()
-        raise ReviewError(f"{path}: {count} problem{'s' if count != 1 else ''}; the first: {where}: "
+        raise ReviewError(f"{path}: {counted(error.error_count(), 'problem')}; the first: {where}: "
                           f"{first['msg']}") from None
 
 

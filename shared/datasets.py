@@ -22,6 +22,9 @@ from shared.contracts import ArtifactRef, Branch, ContactRecord, OpportunityReco
 # The columns each export must have (more are kept): one definition for the ingest step and the CLI's early check.
 CONTACT_COLUMNS = ("id", "name", "company", "title", "created_date")
 OPPORTUNITY_COLUMNS = ("id", "name", "stage", "amount", "contact_id", "close_date")
+# The separators an export's header may be written with, in the order ingest tries them: a comma, then a semicolon
+# (Excel's CSV where the decimal separator is a comma) and a tab (Excel's "Unicode text").
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
 CHUNK_FORMAT = "jsonl"  # what ingest writes now (DatasetRef.chunk_format)

@@ -38,7 +38,7 @@ from shared.contracts import (
     QualityFlag,
     StageItem,
 )
-from shared.datasets import CHUNK_FORMAT, CONTACT_COLUMNS, OPPORTUNITY_COLUMNS, chunk_key, write_chunk
+from shared.datasets import CHUNK_FORMAT, CONTACT_COLUMNS, DELIMITERS, OPPORTUNITY_COLUMNS, chunk_key, write_chunk
 from shared.figures import share_pct
 from shared.taxonomy import company_key, stage_key, stage_name, title_key
 
@@ -135,11 +135,6 @@ def _open_export(path: str, required: tuple[str, ...], warnings: list[str] | Non
         if duplicated:
             raise BadInputError(path, f"column(s) {', '.join(duplicated)} appear more than once in the header")
         yield _Export(header, _data_rows(path, reader, len(header)))
-
-
-# The separators an export's header may be written with, in the order they are tried (``_delimiter``): a comma,
-# then a semicolon (Excel's CSV where the decimal separator is a comma) and a tab (Excel's "Unicode text").
-DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
 def _delimiter(first_line: str, required: tuple[str, ...]) -> str:
